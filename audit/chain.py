@@ -1,0 +1,127 @@
+"""The hash chain: canonical form, record hashes and sealing (SPEC §8). Pure: no SQL, no clock.
+
+Invariants:
+- `hash` = hex SHA-256 of b"even-audit-v1:" + JCS(record without its `hash` member).
+- seq starts at 1; `prev_hash` of seq 1 is 64 zeros; each record names its predecessor's hash.
+- Values stay in the JCS-safe domain (str, int within ±(2^53-1), bool, null, list, dict with str
+  keys): no floats, so orjson with sorted keys gives the same bytes as RFC 8785.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import rfc8785
+
+HASH_PREFIX = b"even-audit-v1:"
+GENESIS_HASH = "0" * 64
+MAX_SAFE_INT = 2**53 - 1
+
+RECORD_FIELDS = (
+    "seq",
+    "time",
+    "type",
+    "username",
+    "login",
+    "hostname",
+    "request_id",
+    "reason",
+    "details",
+    "prev_hash",
+)
+
+
+class ChainError(Exception):
+    """Base of audit chain errors."""
+
+
+class UnsafeValue(ChainError):
+    """A value outside the canonical domain (floats, huge ints, non-string keys)."""
+
+
+def check_domain(value: Any, path: str = "$") -> None:
+    """Refuse values whose canonical form could differ between JCS implementations."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise UnsafeValue(f"{path}: integer outside ±(2^53-1)")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_domain(item, f"{path}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnsafeValue(f"{path}: non-string key")
+            check_domain(item, f"{path}.{key}")
+        return
+    raise UnsafeValue(f"{path}: {type(value).__name__} is not allowed in audit records")
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 bytes of a value in the audit domain.
+
+    orjson with sorted keys matches JCS for ASCII keys and this domain (tested against the
+    `rfc8785` reference); anything with non-ASCII keys goes through the reference, whose key
+    order (UTF-16 code units) can differ from orjson's.
+    """
+    check_domain(value)
+    if _ascii_keys(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return rfc8785.dumps(value)
+
+
+def canonical_reference(value: Any) -> bytes:
+    """The reference RFC 8785 implementation, for tests and cross-checks."""
+    return rfc8785.dumps(value)
+
+
+def _ascii_keys(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(k.isascii() and _ascii_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_ascii_keys(v) for v in value)
+    return True
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """The record's hash over every member except `hash` itself."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(HASH_PREFIX + canonical(body)).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What a caller wants recorded; the store adds seq, time and the chain links."""
+
+    type: str
+    username: str | None = None
+    login: str | None = None
+    hostname: str | None = None
+    request_id: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def seal(event: AuditEvent, *, seq: int, time: str, prev_hash: str) -> dict[str, Any]:
+    """Turn an event into the chained record that follows `prev_hash`."""
+    record: dict[str, Any] = {
+        "seq": seq,
+        "time": time,
+        "type": event.type,
+        "username": event.username,
+        "login": event.login,
+        "hostname": event.hostname,
+        "request_id": event.request_id,
+        "reason": event.reason,
+        "details": dict(event.details),
+        "prev_hash": prev_hash,
+    }
+    record["hash"] = record_hash(record)
+    return record

@@ -1,0 +1,1 @@
+"""Even: the server that checks identity, justification and policy, then grants SSH access."""

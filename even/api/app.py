@@ -1,0 +1,61 @@
+"""`create_app(settings)`: the FastAPI application, built from values, nothing at import time.
+
+`app_from_environment` is the no-argument factory uvicorn imports when `even serve --workers N`
+runs several processes; it reads the config path from EVEN_CONFIG_FILE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from even.api.problems import install_handlers
+from even.api.routes import access, dev_issuer, meta
+from even.clock import Clock
+from even.config import Settings, load_settings
+from even.errors import StoreUnavailable
+from even.wiring import Components, build_components
+
+CONFIG_ENV = "EVEN_CONFIG_FILE"
+log = logging.getLogger("even.api")
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, components: Components | None = None
+) -> FastAPI:
+    components = components or build_components(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The policy in force is part of the record: audit its hash at every start.
+        try:
+            await run_in_threadpool(components.access.record_policy_loaded, settings.policy_file)
+        except StoreUnavailable:
+            # Not ready (e.g. schema not created yet); /readyz says so and the first grant retries.
+            log.error("could not record policy.loaded; is the schema current (`even db upgrade`)?")
+        yield
+        components.engine.dispose()
+
+    app = FastAPI(
+        title="Even",
+        version="0.1.0",
+        summary="Audited just-in-time SSH access",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+    )
+    app.state.components = components
+    install_handlers(app)
+    app.include_router(meta.router)
+    app.include_router(access.router)
+    app.include_router(dev_issuer.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    return create_app(load_settings(os.environ[CONFIG_ENV]))

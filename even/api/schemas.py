@@ -1,0 +1,177 @@
+"""API request and response models (separate from tables and from domain values)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from even.service.models import AccessRequestInput, AccessRequestView
+
+MAX_REASON = 1024
+
+
+def _reject_unsafe_text(value: str, field: str, *, allow_controls: bool) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{field}: NUL is not allowed")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError(f"{field}: lone surrogates are not allowed")
+    if not allow_controls and any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError(f"{field}: control characters are not allowed")
+    return value
+
+
+class AccessRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    hostname: str = Field(max_length=253)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    login: str | None = Field(default=None, max_length=32)
+    username: str | None = Field(default=None, max_length=32, description="deprecated: login")
+    bastion: str | None = Field(default=None, max_length=64)
+    lifetime_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    mode: Literal["certificate", "push"] = "certificate"
+    public_key: str | None = Field(default=None, max_length=16 * 1024)
+
+    @field_validator("hostname", "login", "username", "bastion", "public_key")
+    @classmethod
+    def _no_controls(cls, value: str | None) -> str | None:
+        return None if value is None else _reject_unsafe_text(value, "field", allow_controls=False)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        # Other control and bidi characters are kept verbatim (shown escaped by readers).
+        _reject_unsafe_text(value, "reason", allow_controls=True)
+        if not value.strip():
+            raise ValueError("reason: must not be only whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _login_alias(self) -> AccessRequestBody:
+        if self.username is not None and self.login is not None and self.username != self.login:
+            raise ValueError("login and its deprecated alias username differ")
+        return self
+
+    def to_input(self) -> AccessRequestInput:
+        return AccessRequestInput(
+            hostname=self.hostname,
+            reason=self.reason,
+            login=self.login or self.username,
+            bastion=self.bastion,
+            lifetime_minutes=self.lifetime_minutes,
+            mode=self.mode,
+            public_key=self.public_key,
+        )
+
+
+class Receipt(BaseModel):
+    seq: int
+    hash: str
+    signature: str
+    key_id: str
+
+
+class AccessGrantAnswer(BaseModel):
+    id: str
+    status: str
+    username: str
+    login: str
+    hostname: str
+    mode: str
+    certificate: str | None
+    serial: int | None
+    key_id: str | None
+    principals: list[str]
+    valid_after: str | None
+    valid_before: str | None
+    bastion: str | None
+    bastion_certificate: str | None
+    bastion_serial: int | None
+    ssh_command: str | None
+    receipt: Receipt | None
+
+    @classmethod
+    def from_view(cls, view: AccessRequestView) -> AccessGrantAnswer:
+        ssh = f"ssh {view.login}@{view.hostname}"
+        if view.bastion:
+            ssh = f"ssh -J {view.username}@{view.bastion} {view.login}@{view.hostname}"
+        return cls(
+            id=view.id,
+            status=view.status,
+            username=view.username,
+            login=view.login,
+            hostname=view.hostname,
+            mode=view.mode,
+            certificate=view.certificate,
+            serial=view.serial,
+            key_id=view.key_id,
+            principals=view.principals,
+            valid_after=view.valid_after,
+            valid_before=view.valid_before,
+            bastion=view.bastion,
+            bastion_certificate=view.bastion_certificate,
+            bastion_serial=view.bastion_serial,
+            ssh_command=ssh if view.status == "GRANTED" else None,
+            receipt=Receipt(**view.receipt) if view.receipt else None,
+        )
+
+
+class AccessRequestItem(BaseModel):
+    id: str
+    status: str
+    username: str
+    login: str
+    hostname: str
+    mode: str
+    reason: str
+    rule: str | None
+    serial: int | None
+    key_id: str | None
+    principals: list[str]
+    valid_after: str | None
+    valid_before: str | None
+    bastion: str | None
+    bastion_serial: int | None
+    lifetime_minutes: int
+    status_reason: str | None
+    created: str
+    last_modified: str
+    certificate: str | None = None
+
+    @classmethod
+    def from_view(
+        cls, view: AccessRequestView, *, with_certificate: bool = False
+    ) -> AccessRequestItem:
+        data: dict[str, Any] = {k: getattr(view, k) for k in cls.model_fields if k != "certificate"}
+        return cls(**data, certificate=view.certificate if with_certificate else None)
+
+
+class AccessRequestList(BaseModel):
+    items: list[AccessRequestItem]
+    next: int | None
+
+
+class AllowedRule(BaseModel):
+    rule: str
+    hosts: list[str]
+    logins: list[str]
+    modes: list[str]
+    max_lifetime_minutes: int
+    bastion: str | None
+
+
+class WhoAmI(BaseModel):
+    username: str
+    groups: list[str]
+    roles: list[str]
+    issuer: str
+    allowed: list[AllowedRule]
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str

@@ -1,0 +1,201 @@
+"""The `even` command: init, serve, db upgrade, policy check, dev-token.
+
+The only place in `even` that prints or exits. Errors are one line on stderr, no tracebacks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from even.errors import ConfigError, EvenError
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("EVEN_CONFIG_FILE", "even.yaml"),
+    show_default="even.yaml",
+    help="Path to even.yaml (env EVEN_CONFIG_FILE).",
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"even: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(package_name="even-piu")
+def main() -> None:
+    """Even: audited just-in-time SSH access."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--issuer", help="OIDC issuer URL (exact).")
+@click.option("--audience", help="Audience Even's access tokens carry.")
+@click.option("--dev-issuer", is_flag=True, help="Create the loopback-only development issuer.")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
+def init(
+    directory: Path, issuer: str | None, audience: str | None, dev_issuer: bool, base_url: str
+) -> None:
+    """Create keys, even.yaml and a sample policy in DIRECTORY."""
+    from even.init import init_directory
+
+    try:
+        config = init_directory(
+            directory, issuer=issuer, audience=audience, dev_issuer=dev_issuer, base_url=base_url
+        )
+    except ConfigError as exc:
+        _fail(exc.message)
+    click.echo(f"wrote {config} (keys are 0600; edit policy.yaml, then `even db upgrade`)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--log-level", default="info", show_default=True)
+def serve(config_file: Path, host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from even.api.app import CONFIG_ENV
+    from even.config import load_settings
+
+    settings = _load(config_file)
+    if settings.identity.dev_issuer and not _is_loopback(host):
+        _fail("the development issuer is loopback-only; refusing to serve on " + host)
+    # uvicorn would otherwise trust X-Forwarded-For from loopback (see DESIGN.md).
+    forwarded = ",".join(settings.trusted_proxies) or ""
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": forwarded,
+        "server_header": False,
+    }
+    os.environ[CONFIG_ENV] = str(config_file.resolve())
+    if workers > 1:
+        uvicorn.run("even.api.app:app_from_environment", factory=True, workers=workers, **common)
+        return
+    from even.api.app import create_app
+
+    try:
+        app = create_app(load_settings(config_file))
+    except EvenError as exc:
+        _fail(exc.message)
+    uvicorn.run(app, **common)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+@CONFIG_OPTION
+def upgrade(config_file: Path) -> None:
+    """Create or migrate the schema (the only command that runs DDL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from even.store.db import make_engine
+    from even.store.schema import upgrade as upgrade_schema
+
+    settings = _load(config_file)
+    url = settings.database_admin_url or settings.resolved_database_url
+    try:
+        version = upgrade_schema(make_engine(url))
+    except SQLAlchemyError as exc:
+        _fail(f"schema upgrade failed: {type(exc).__name__}")
+    click.echo(f"schema at version {version}")
+
+
+@main.group()
+def policy() -> None:
+    """Policy tools."""
+
+
+@policy.command("check")
+@CONFIG_OPTION
+@click.option("--user", required=True)
+@click.option("--groups", multiple=True, help="Repeat or separate with spaces/commas.")
+@click.option("--host", "hostname", required=True)
+@click.option("--login", required=True)
+@click.option("--mode", type=click.Choice(["certificate", "push"]), default="certificate")
+def policy_check(
+    config_file: Path, user: str, groups: tuple[str, ...], hostname: str, login: str, mode: str
+) -> None:
+    """Print ALLOW rule=<name> (exit 0) or DENY <code> (exit 1)."""
+    from even.policy import Subject
+    from even.wiring import load_settings_policy
+
+    settings = _load(config_file)
+    try:
+        loaded = load_settings_policy(settings)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+    names = tuple(g for item in groups for g in item.replace(",", " ").split())
+    try:
+        rule = loaded.decide(
+            Subject(user, names),
+            hostname=hostname,
+            login=login,
+            mode="push" if mode == "push" else "certificate",
+        )
+    except EvenError as exc:
+        click.echo(f"DENY {exc.code}")
+        sys.exit(1)
+    click.echo(f"ALLOW rule={rule.name}")
+
+
+@main.command("dev-token")
+@CONFIG_OPTION
+@click.option("--user", required=True)
+@click.option("--groups", multiple=True)
+@click.option("--lifetime", default=3600, show_default=True, type=click.IntRange(1, 86400))
+def dev_token(config_file: Path, user: str, groups: tuple[str, ...], lifetime: int) -> None:
+    """Print an access token from the development issuer (local use only)."""
+    from even.identity.dev_issuer import DevIssuer
+
+    settings = _load(config_file)
+    if not settings.identity.dev_issuer:
+        _fail("the development issuer is not enabled in this config")
+    try:
+        issuer = DevIssuer.from_file(
+            settings.path(settings.identity.dev_issuer_key), settings.dev_issuer_url
+        )
+    except ConfigError as exc:
+        _fail(exc.message)
+    names = [g for item in groups for g in item.replace(",", " ").split()]
+    click.echo(issuer.mint(user, names, lifetime_seconds=lifetime))
+
+
+def _load(config_file: Path) -> Any:
+    from even.config import load_settings
+
+    try:
+        return load_settings(config_file)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+
+
+if __name__ == "__main__":
+    main()

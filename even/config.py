@@ -1,0 +1,167 @@
+"""Settings: `even.yaml` under `EVEN_*` environment variables (SPEC §10).
+
+Read once at the edge (`even serve`, the CLI) and passed down as a value. Relative paths in the
+file, SQLite URLs included, resolve against the file's own directory, so a config directory can
+be moved as a whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from even.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IssuerSettings(_Strict):
+    issuer: str
+    audience: str
+    username_claim: str
+    groups_claim: str = "groups"
+    username_prefix: str = ""
+    token_typ: Literal["at+jwt", "any"] = "at+jwt"
+    # Pinned by the server, never taken from the token header.
+    algorithms: list[Literal["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]] = [
+        "RS256",
+        "ES256",
+    ]
+    jwks_refetch_cooldown_seconds: int = Field(default=60, ge=1)
+    jwks_max_staleness_seconds: int = Field(default=86400, ge=60)
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_or_loopback(cls, value: str) -> str:
+        if not (
+            value.startswith("https://")
+            or value.startswith("http://127.0.0.1")
+            or value.startswith("http://localhost")
+            or value.startswith("http://[::1]")
+        ):
+            raise ValueError("issuer must be https (plain http only on loopback)")
+        return value
+
+
+class IdentitySettings(_Strict):
+    issuers: list[IssuerSettings] = []
+    dev_issuer: bool = False
+    dev_issuer_key: str = "dev_issuer_key"
+    leeway_seconds: int = Field(default=60, ge=0, le=300)
+
+
+class CaSettings(_Strict):
+    keys: list[str] = ["user_ca"]
+
+
+class AuditSettings(_Strict):
+    signing_key: str = "audit_key"
+    origin: str | None = None
+    checkpoint_every_records: int = Field(default=1000, ge=1)
+    checkpoint_every_seconds: int = Field(default=60, ge=1)
+
+
+class BastionSettings(_Strict):
+    name: str
+    address: str
+    hosts: list[str] = []
+
+
+class PushSettings(_Strict):
+    user: str = "granting-service"
+    private_key: str = "push_key"
+    known_hosts: str = "known_hosts"
+
+
+class RateLimitSettings(_Strict):
+    per_user_per_second: float = 20
+    burst: int = 40
+    failed_auth_per_ip_per_second: float = 10
+
+
+class Settings(BaseSettings):
+    """Everything `even serve` needs; paths already absolute once loaded via `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EVEN_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    base_url: str = "http://127.0.0.1:8080"
+    database_url: str = "sqlite:///even.db"
+    database_admin_url: str | None = None
+    policy_file: str = "policy.yaml"
+    identity: IdentitySettings = IdentitySettings()
+    ca: CaSettings = CaSettings()
+    audit: AuditSettings = AuditSettings()
+    bastions: list[BastionSettings] = []
+    push: PushSettings = PushSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    trusted_proxies: list[str] = []
+    docs_enabled: bool = False
+    config_dir: str = "."
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over the YAML file (passed as init values), as SPEC §10 promises.
+        return (env_settings, init_settings)
+
+    def path(self, value: str) -> Path:
+        """A path from the config, resolved against the config file's directory."""
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else Path(self.config_dir) / candidate
+
+    @property
+    def resolved_database_url(self) -> str:
+        return resolve_sqlite_url(self.database_url, Path(self.config_dir))
+
+    @property
+    def dev_issuer_url(self) -> str:
+        return self.base_url.rstrip("/") + "/dev-issuer"
+
+    @property
+    def audit_origin(self) -> str:
+        return self.audit.origin or self.base_url
+
+
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """`sqlite:///rel.db` → absolute against `base`; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:":
+            return prefix + str((base / rest).resolve())
+    return url
+
+
+def load_settings(config_file: Path | str, **overrides: Any) -> Settings:
+    """Read `even.yaml`, apply `EVEN_*` env, then explicit overrides (from CLI flags)."""
+    path = Path(config_file).resolve()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    raw["config_dir"] = str(path.parent)
+    try:
+        settings = Settings(**raw)
+        if overrides:
+            settings = settings.model_copy(update=overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return settings

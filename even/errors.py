@@ -1,0 +1,79 @@
+"""One error base for the server's domain; the API layer maps each leaf to an HTTP status.
+
+Each leaf carries a stable `code` (SPEC §7) and a message safe to show the client.
+"""
+
+from __future__ import annotations
+
+
+class EvenError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class InvalidToken(EvenError):
+    """401: the bearer token is missing, malformed or fails validation."""
+
+    code = "invalid_token"
+
+
+class InvalidUsername(InvalidToken):
+    code = "invalid_username"
+
+
+class IdentityUnavailable(EvenError):
+    """503: the issuer's keys are too stale to trust and cannot be refreshed."""
+
+    code = "identity_unavailable"
+
+
+class InvalidRequest(EvenError):
+    """422: a field is well-formed JSON but not acceptable."""
+
+    code = "invalid_request"
+
+
+class Denied(EvenError):
+    """403: policy says no."""
+
+    code = "denied"
+
+
+class NoMatchingRule(Denied):
+    code = "no_matching_rule"
+
+
+class LoginNotAllowed(Denied):
+    code = "login_not_allowed"
+
+
+class PolicyRejected(EvenError):
+    """422: a rule matched but the request breaks one of its conditions."""
+
+    code = "policy_rejected"
+
+
+class ReasonRejected(PolicyRejected):
+    code = "reason_rejected"
+
+
+class LifetimeTooLong(PolicyRejected):
+    code = "lifetime_too_long"
+
+
+class NotFound(EvenError):
+    code = "not_found"
+
+
+class StoreUnavailable(EvenError):
+    """503: the audit store cannot commit, so nothing may be issued."""
+
+    code = "store_unavailable"
+
+
+class ConfigError(EvenError):
+    code = "config_error"

@@ -1,0 +1,159 @@
+"""Access-token validation (SPEC §2), written so each check is visible and explained.
+
+Order matters: everything read before the signature check (header, `iss` to pick the issuer)
+only selects configuration; no claim is trusted until PyJWT has verified the signature with a
+key from that issuer's JWKS and an algorithm the server pinned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+
+from even.config import IssuerSettings
+from even.errors import InvalidToken, InvalidUsername
+from even.names import is_login
+
+MAX_TOKEN_LENGTH = 16 * 1024
+# Headers that would let a token name its own verification key: never honoured, so refused.
+FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c")
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+
+
+class KeySource(Protocol):
+    fetch_count: int
+
+    def key(self, kid: str) -> jwt.PyJWK | None: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    groups: tuple[str, ...]
+    issuer: str
+    subject: str
+    dev_issuer: bool = False
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    settings: IssuerSettings
+    keys: KeySource
+    dev: bool = False
+
+
+class TokenVerifier:
+    def __init__(self, issuers: list[TrustedIssuer], *, leeway_seconds: int = 60) -> None:
+        self._issuers = {issuer.settings.issuer: issuer for issuer in issuers}
+        self._leeway = leeway_seconds
+
+    def verify(self, token: str) -> Identity:
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("the token is not a JWT")
+        header = _header(token)
+        issuer = self._issuer_for(token)
+        settings = issuer.settings
+        alg = header.get("alg")
+        # The server pins algorithms; `none` and HS* (keyed with a public key) never pass.
+        if not isinstance(alg, str) or alg not in settings.algorithms:
+            raise InvalidToken("token algorithm is not allowed")
+        if settings.token_typ != "any":
+            typ = header.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+                raise InvalidToken("not an access token (typ must be at+jwt)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= 256:
+            raise InvalidToken("token has no usable key id")
+        key = issuer.keys.key(kid)
+        if key is None:
+            raise InvalidToken("token signed by an unknown key")
+        if key.algorithm_name != alg and not (alg == "EdDSA" and key.algorithm_name == "EdDSA"):
+            raise InvalidToken("token algorithm does not match its key")
+        claims = self._decode(token, key, alg, settings)
+        # ID tokens carry these; an access token must not (SPEC §2).
+        if "nonce" in claims or "at_hash" in claims:
+            raise InvalidToken("an ID token is not an access token")
+        return Identity(
+            username=_username(claims, settings),
+            groups=_groups(claims, settings),
+            issuer=settings.issuer,
+            subject=str(claims.get("sub", "")),
+            dev_issuer=issuer.dev,
+        )
+
+    def _issuer_for(self, token: str) -> TrustedIssuer:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("the token is not a JWT") from exc
+        iss = unverified.get("iss")
+        # Exact string match: no prefix, suffix or trailing-slash leniency.
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise InvalidToken("token issuer is not trusted")
+        return issuer
+
+    def _decode(
+        self, token: str, key: jwt.PyJWK, alg: str, settings: IssuerSettings
+    ) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],  # exactly the header's alg, already checked against the pin
+                audience=settings.audience,  # `aud` must contain ours (string or array)
+                issuer=settings.issuer,
+                leeway=self._leeway,  # clock skew for exp, nbf and iat
+                options={
+                    "require": ["exp", "iat", "iss", "aud"],
+                    "verify_signature": True,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                },
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise InvalidToken("token is not valid yet") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidToken("token is not meant for this service") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"token rejected: {type(exc).__name__}") from exc
+        return claims
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("the token header is malformed") from exc
+    for name in FORBIDDEN_HEADERS:
+        if name in header:
+            raise InvalidToken(f"token header {name!r} is not accepted")
+    # We implement no JWS extensions, so any `crit` lists something we don't understand.
+    if "crit" in header:
+        raise InvalidToken("token has critical header extensions")
+    return header
+
+
+def _username(claims: Mapping[str, Any], settings: IssuerSettings) -> str:
+    value = claims.get(settings.username_claim)
+    if not isinstance(value, str):
+        raise InvalidUsername(f"token has no {settings.username_claim!r} claim")
+    username = settings.username_prefix + value
+    if not is_login(username):
+        raise InvalidUsername("the username in the token is not a valid username")
+    return username
+
+
+def _groups(claims: Mapping[str, Any], settings: IssuerSettings) -> tuple[str, ...]:
+    value = claims.get(settings.groups_claim, [])
+    if not isinstance(value, list):
+        return ()
+    return tuple(sorted({g for g in value if isinstance(g, str) and 0 < len(g) <= 256}))

@@ -1,0 +1,1 @@
+"""Use cases. Each owns one transaction, in which the audit log is appended (fail closed)."""

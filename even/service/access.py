@@ -1,0 +1,402 @@
+"""The "request access" use case (certificate mode) and the read side of access requests.
+
+Fail closed: inside one transaction the request is recorded (`access.requested`), policy
+decides, serials are drawn, certificates are signed and `access.granted` is appended; the
+certificate is returned only after that transaction has committed. A denial commits its
+`access.denied` record before the error reaches the client.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+
+from audit import store as audit_store
+from audit.chain import AuditEvent
+from audit.signing import AuditSigner
+from even.ca import CertificateRequest, UserCA
+from even.clock import Clock, rfc3339
+from even.config import BastionSettings
+from even.errors import Denied, EvenError, InvalidRequest, NotFound, PolicyRejected
+from even.identity import Identity
+from even.names import is_bastion_name, is_hostname, is_login
+from even.policy import Grant, Policy, Rule, Subject
+from even.service.models import AccessRequestInput, AccessRequestView, ListFilters
+from even.sshkeys import ParsedPublicKey, parse_public_key
+from even.store.db import read_only, transaction
+from even.store.tables import AccessRequestRow, CertificateSerialRow
+
+CLOCK_SKEW = timedelta(seconds=60)
+BASTION_FORCE_COMMAND = "/usr/sbin/nologin"
+PRIVILEGED_READ_ROLES = frozenset({"auditor", "admin"})
+
+_requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
+_serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
+
+
+class BastionNotAllowed(Denied):
+    code = "bastion_not_allowed"
+
+
+class ModeUnavailable(InvalidRequest):
+    code = "mode_unavailable"
+
+
+@dataclass(frozen=True)
+class _Validated:
+    login: str
+    public_key: ParsedPublicKey
+
+
+class AccessService:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        policy: Policy,
+        ca: UserCA,
+        signer: AuditSigner,
+        clock: Clock,
+        bastions: list[BastionSettings],
+    ) -> None:
+        self._engine = engine
+        self.policy = policy
+        self._ca = ca
+        self._signer = signer
+        self._clock = clock
+        self._bastions = {b.name: b for b in bastions}
+        self._policy_recorded = False
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def record_policy_loaded(self, source: str) -> None:
+        """Audit the policy's hash; done at start, and before the first grant if that failed."""
+        event = AuditEvent(
+            type="policy.loaded",
+            details={
+                "sha256": self.policy.sha256,
+                "source": source,
+                "rules": len(self.policy.document.rules),
+            },
+        )
+        with transaction(self._engine) as conn:
+            audit_store.append(conn, event, self._clock.now())
+        self._policy_recorded = True
+
+    def request_access(self, identity: Identity, request: AccessRequestInput) -> AccessRequestView:
+        checked = self._validate(identity, request)
+        if not self._policy_recorded:
+            # No decision without the deciding policy on record (fail closed).
+            self.record_policy_loaded("policy_file")
+        subject = Subject(identity.username, identity.groups)
+        request_id = str(uuid.uuid4())
+        refusal: EvenError | None = None
+        with transaction(self._engine) as conn:
+            now = self._clock.now()
+            base = _event_fields(identity, request, checked, request_id)
+            audit_store.append(
+                conn,
+                AuditEvent(
+                    type="access.requested",
+                    **base,
+                    details={
+                        "mode": request.mode,
+                        "fingerprint": checked.public_key.fingerprint,
+                        "lifetime_minutes": request.lifetime_minutes,
+                        "bastion": request.bastion,
+                        "dev_issuer": identity.dev_issuer,
+                    },
+                ),
+                now,
+            )
+            try:
+                grant = self._decide(subject, request, checked)
+            except (Denied, PolicyRejected) as exc:
+                refusal = exc
+                self._record_denial(conn, identity, request, checked, request_id, exc)
+            else:
+                view = self._grant(conn, identity, request, checked, request_id, grant)
+        if refusal is not None:
+            raise refusal  # only after the denial record has committed
+        return view
+
+    def _validate(self, identity: Identity, request: AccessRequestInput) -> _Validated:
+        if request.mode != "certificate":
+            raise ModeUnavailable("push mode is not available on this server yet")
+        if not is_hostname(request.hostname):
+            raise InvalidRequest("hostname: lowercase DNS name required (no IP literals)")
+        login = request.login if request.login is not None else identity.username
+        if not is_login(login):
+            raise InvalidRequest("login: must match ^[a-z_][a-z0-9_.-]{0,31}$")
+        if request.bastion is not None and not is_bastion_name(request.bastion):
+            raise InvalidRequest("bastion: not a valid bastion name")
+        if request.public_key is None:
+            raise InvalidRequest("public_key: required in certificate mode")
+        public_key = parse_public_key(request.public_key)
+        if self._ca.is_ca_key(public_key):
+            raise InvalidRequest("public_key: the CA's own key cannot be certified")
+        return _Validated(login=login, public_key=public_key)
+
+    def _decide(self, subject: Subject, request: AccessRequestInput, checked: _Validated) -> Grant:
+        rule = self.policy.decide(
+            subject, hostname=request.hostname, login=checked.login, mode=request.mode
+        )
+        # The rule's bastion is authoritative: a client cannot route around it or add one.
+        if request.bastion is not None and request.bastion != rule.bastion:
+            raise BastionNotAllowed(f"bastion {request.bastion!r} is not allowed for this host")
+        return self.policy.check(
+            rule, reason=request.reason, lifetime_minutes=request.lifetime_minutes
+        )
+
+    def _record_denial(
+        self,
+        conn: Connection,
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        request_id: str,
+        error: EvenError,
+    ) -> None:
+        now = self._clock.now()
+        details: dict[str, Any] = {"code": error.code, "mode": request.mode}
+        if "rule" in error.extra:
+            details["rule"] = str(error.extra["rule"])
+        base = _event_fields(identity, request, checked, request_id)
+        audit_store.append(conn, AuditEvent(type="access.denied", **base, details=details), now)
+        conn.execute(
+            _requests.insert().values(
+                id=request_id,
+                status="DENIED",
+                username=identity.username,
+                login=checked.login,
+                hostname=request.hostname,
+                mode=request.mode,
+                reason=request.reason,
+                rule=details.get("rule"),
+                bastion=request.bastion,
+                lifetime_minutes=request.lifetime_minutes or 0,
+                fingerprint=checked.public_key.fingerprint,
+                status_reason=error.code,
+                created=rfc3339(now),
+                last_modified=rfc3339(now),
+            )
+        )
+
+    def _grant(
+        self,
+        conn: Connection,
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        request_id: str,
+        grant: Grant,
+    ) -> AccessRequestView:
+        now = self._clock.now()
+        rule = grant.rule
+        valid_after = now - CLOCK_SKEW
+        valid_before = now + timedelta(minutes=grant.lifetime_minutes)
+        principals = _principals(rule, checked.login, request.hostname)
+        key_id = f"even:{request_id}:{identity.username}"
+        serial = _next_serial(conn, request_id, "target", rfc3339(valid_before))
+        certificate = self._ca.sign(
+            CertificateRequest(
+                public_key=checked.public_key,
+                serial=serial,
+                key_id=key_id,
+                principals=principals,
+                valid_after=valid_after,
+                valid_before=valid_before,
+                extensions=rule.extensions,
+                critical_options=_critical_options(rule),
+            )
+        )
+        bastion_serial = bastion_certificate = None
+        if rule.bastion is not None:
+            bastion_serial = _next_serial(conn, request_id, "bastion", rfc3339(valid_before))
+            bastion_certificate = self._ca.sign(
+                CertificateRequest(
+                    public_key=checked.public_key,
+                    serial=bastion_serial,
+                    key_id=f"even:{request_id}:{identity.username}:bastion",
+                    principals=[f"{identity.username}@{rule.bastion}"],
+                    valid_after=valid_after,
+                    valid_before=valid_before,
+                    extensions=["permit-port-forwarding"],
+                    critical_options=[("force-command", BASTION_FORCE_COMMAND)],
+                )
+            )
+        details: dict[str, Any] = {
+            "serial": serial,
+            "key_id": key_id,
+            "fingerprint": checked.public_key.fingerprint,
+            "principals": principals,
+            "valid_after": rfc3339(valid_after),
+            "valid_before": rfc3339(valid_before),
+            "rule": rule.name,
+            "mode": request.mode,
+            "bastion": rule.bastion,
+            "bastion_serial": bastion_serial,
+            "principal_mode": rule.principals,
+            "lifetime_minutes": grant.lifetime_minutes,
+            "extensions": list(rule.extensions),
+            "source_addresses": list(rule.source_addresses),
+            "ca_fingerprint": self._ca.active.fingerprint,
+        }
+        if identity.dev_issuer:
+            details["dev_issuer"] = True
+        base = _event_fields(identity, request, checked, request_id)
+        record = audit_store.append(
+            conn, AuditEvent(type="access.granted", **base, details=details), now
+        )
+        conn.execute(
+            _requests.insert().values(
+                id=request_id,
+                status="GRANTED",
+                username=identity.username,
+                login=checked.login,
+                hostname=request.hostname,
+                mode=request.mode,
+                reason=request.reason,
+                rule=rule.name,
+                bastion=rule.bastion,
+                lifetime_minutes=grant.lifetime_minutes,
+                fingerprint=checked.public_key.fingerprint,
+                serial=serial,
+                key_id=key_id,
+                principals=json.dumps(principals),
+                valid_after=rfc3339(valid_after),
+                valid_before=rfc3339(valid_before),
+                certificate=certificate,
+                bastion_serial=bastion_serial,
+                bastion_certificate=bastion_certificate,
+                created=rfc3339(now),
+                last_modified=rfc3339(now),
+            )
+        )
+        row = conn.execute(select(_requests).where(_requests.c.id == request_id)).one()
+        receipt = self._signer.receipt(record["seq"], record["hash"])
+        return _view(row._mapping, receipt=receipt)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, identity: Identity, request_id: str) -> AccessRequestView:
+        with read_only(self._engine) as conn:
+            row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+        # Someone else's request is indistinguishable from a missing one.
+        if row is None or not self._may_read(identity, row.username):
+            raise NotFound("no such access request")
+        return _view(row._mapping)
+
+    def list_requests(
+        self, identity: Identity, filters: ListFilters
+    ) -> tuple[list[AccessRequestView], int | None]:
+        query = select(_requests)
+        if not self._privileged(identity):
+            query = query.where(_requests.c.username == identity.username)
+        elif filters.username is not None:
+            query = query.where(_requests.c.username == filters.username)
+        for column, value in (
+            ("status", filters.status),
+            ("hostname", filters.hostname),
+            ("login", filters.login),
+        ):
+            if value is not None:
+                query = query.where(_requests.c[column] == value)
+        query = query.order_by(_requests.c.created.desc(), _requests.c.id)
+        with read_only(self._engine) as conn:
+            rows = conn.execute(query.limit(filters.limit + 1).offset(filters.offset)).all()
+        items = [_view(r._mapping) for r in rows[: filters.limit]]
+        more = len(rows) > filters.limit
+        return items, (filters.offset + filters.limit) if more else None
+
+    def count(self) -> int:
+        with read_only(self._engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(_requests)).scalar_one())
+
+    def roles(self, identity: Identity) -> list[str]:
+        return self.policy.roles_for(Subject(identity.username, identity.groups))
+
+    def _privileged(self, identity: Identity) -> bool:
+        return bool(PRIVILEGED_READ_ROLES & set(self.roles(identity)))
+
+    def _may_read(self, identity: Identity, owner: str) -> bool:
+        return owner == identity.username or self._privileged(identity)
+
+    def allowed(self, identity: Identity) -> list[dict[str, Any]]:
+        subject = Subject(identity.username, identity.groups)
+        return [
+            {
+                "rule": rule.name,
+                "hosts": list(rule.hosts),
+                "logins": self.policy.logins_for(rule, subject),
+                "modes": list(rule.modes),
+                "max_lifetime_minutes": self.policy.max_lifetime(rule),
+                "bastion": rule.bastion,
+            }
+            for rule in self.policy.rules_for(subject)
+        ]
+
+
+def _event_fields(
+    identity: Identity, request: AccessRequestInput, checked: _Validated, request_id: str
+) -> dict[str, Any]:
+    return {
+        "username": identity.username,
+        "login": checked.login,
+        "hostname": request.hostname,
+        "request_id": request_id,
+        "reason": request.reason,
+    }
+
+
+def _principals(rule: Rule, login: str, hostname: str) -> list[str]:
+    return [login] if rule.principals == "login" else [f"{login}@{hostname}"]
+
+
+def _critical_options(rule: Rule) -> list[tuple[str, str]]:
+    if rule.source_addresses:
+        return [("source-address", ",".join(rule.source_addresses))]
+    return []
+
+
+def _next_serial(conn: Connection, request_id: str, purpose: str, valid_before: str) -> int:
+    result = conn.execute(
+        _serials.insert().values(request_id=request_id, purpose=purpose, valid_before=valid_before)
+    )
+    serial = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    if not isinstance(serial, int) or not 1 <= serial < 2**53:
+        raise InvalidRequest("serial space exhausted")
+    return serial
+
+
+def _view(row: Any, *, receipt: dict[str, Any] | None = None) -> AccessRequestView:
+    return AccessRequestView(
+        id=row["id"],
+        status=row["status"],
+        username=row["username"],
+        login=row["login"],
+        hostname=row["hostname"],
+        mode=row["mode"],
+        reason=row["reason"],
+        rule=row["rule"],
+        certificate=row["certificate"],
+        serial=row["serial"],
+        key_id=row["key_id"],
+        principals=json.loads(row["principals"]),
+        valid_after=row["valid_after"],
+        valid_before=row["valid_before"],
+        bastion=row["bastion"],
+        bastion_certificate=row["bastion_certificate"],
+        bastion_serial=row["bastion_serial"],
+        lifetime_minutes=row["lifetime_minutes"],
+        status_reason=row["status_reason"],
+        created=row["created"],
+        last_modified=row["last_modified"],
+        receipt=receipt,
+    )

@@ -1,0 +1,57 @@
+"""Plain values passed between the API and the use cases (no FastAPI, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Mode = Literal["certificate", "push"]
+
+
+@dataclass(frozen=True)
+class AccessRequestInput:
+    hostname: str
+    reason: str
+    login: str | None = None
+    bastion: str | None = None
+    lifetime_minutes: int | None = None
+    mode: Mode = "certificate"
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessRequestView:
+    """An access request as the API shows it (SPEC §7 answer fields)."""
+
+    id: str
+    status: str
+    username: str
+    login: str
+    hostname: str
+    mode: str
+    reason: str
+    rule: str | None
+    certificate: str | None
+    serial: int | None
+    key_id: str | None
+    principals: list[str]
+    valid_after: str | None
+    valid_before: str | None
+    bastion: str | None
+    bastion_certificate: str | None
+    bastion_serial: int | None
+    lifetime_minutes: int
+    status_reason: str | None
+    created: str
+    last_modified: str
+    receipt: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    status: str | None = None
+    hostname: str | None = None
+    username: str | None = None
+    login: str | None = None
+    limit: int = 50
+    offset: int = 0

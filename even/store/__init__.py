@@ -1,0 +1,1 @@
+"""Persistence for requests, certificates' serials and the schema version (SQLModel tables)."""

@@ -1,0 +1,91 @@
+"""The composition root: turns Settings into the objects the API and CLI use.
+
+Nothing here runs at import time; `build_components` is called once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from audit.signing import AuditSigner
+from even.ca import UserCA, load_ca_key
+from even.clock import Clock, SystemClock
+from even.config import Settings
+from even.errors import ConfigError
+from even.identity.dev_issuer import DevIssuer
+from even.identity.jwks import JwksCache, StaticKeys
+from even.identity.verifier import TokenVerifier, TrustedIssuer
+from even.policy import Policy, load_policy
+from even.service.access import AccessService
+from even.store.db import make_engine
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: Engine
+    ca: UserCA
+    signer: AuditSigner
+    verifier: TokenVerifier
+    dev_issuer: DevIssuer | None
+    access: AccessService
+    clock: Clock
+
+
+def load_settings_policy(settings: Settings) -> Policy:
+    return load_policy(
+        settings.path(settings.policy_file),
+        bastions=frozenset(b.name for b in settings.bastions),
+        push_user=settings.push.user,
+    )
+
+
+def build_verifier(settings: Settings, clock: Clock) -> tuple[TokenVerifier, DevIssuer | None]:
+    issuers = [
+        TrustedIssuer(
+            settings=issuer,
+            keys=JwksCache(
+                issuer.issuer,
+                clock=clock,
+                cooldown=timedelta(seconds=issuer.jwks_refetch_cooldown_seconds),
+                max_staleness=timedelta(seconds=issuer.jwks_max_staleness_seconds),
+            ),
+        )
+        for issuer in settings.identity.issuers
+    ]
+    dev_issuer = None
+    if settings.identity.dev_issuer:
+        dev_issuer = DevIssuer.from_file(
+            settings.path(settings.identity.dev_issuer_key), settings.dev_issuer_url
+        )
+        issuers.append(
+            TrustedIssuer(
+                settings=dev_issuer.settings, keys=StaticKeys(dev_issuer.key_set()), dev=True
+            )
+        )
+    if not issuers:
+        raise ConfigError("no identity issuer configured (identity.issuers or dev_issuer)")
+    return TokenVerifier(issuers, leeway_seconds=settings.identity.leeway_seconds), dev_issuer
+
+
+def build_components(settings: Settings, clock: Clock | None = None) -> Components:
+    clock = clock or SystemClock()
+    engine = make_engine(settings.resolved_database_url)
+    ca = UserCA([load_ca_key(settings.path(name)) for name in settings.ca.keys])
+    try:
+        signer = AuditSigner.from_file(settings.path(settings.audit.signing_key))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the audit key: {exc}") from exc
+    verifier, dev_issuer = build_verifier(settings, clock)
+    access = AccessService(
+        engine=engine,
+        policy=load_settings_policy(settings),
+        ca=ca,
+        signer=signer,
+        clock=clock,
+        bastions=settings.bastions,
+    )
+    return Components(settings, engine, ca, signer, verifier, dev_issuer, access, clock)
