@@ -68,7 +68,8 @@ def build_verifier(settings: Settings, clock: Clock) -> tuple[TokenVerifier, Dev
         )
     if not issuers:
         raise ConfigError("no identity issuer configured (identity.issuers or dev_issuer)")
-    return TokenVerifier(issuers, leeway_seconds=settings.identity.leeway_seconds), dev_issuer
+    verifier = TokenVerifier(issuers, clock=clock, leeway_seconds=settings.identity.leeway_seconds)
+    return verifier, dev_issuer
 
 
 def build_components(settings: Settings, clock: Clock | None = None) -> Components:

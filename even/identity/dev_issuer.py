@@ -73,8 +73,15 @@ class DevIssuer:
             "subject_types_supported": ["public"],
         }
 
-    def mint(self, username: str, groups: list[str], *, lifetime_seconds: int = 3600) -> str:
-        now = int(time.time())
+    def mint(
+        self,
+        username: str,
+        groups: list[str],
+        *,
+        lifetime_seconds: int = 3600,
+        issued_at: int | None = None,
+    ) -> str:
+        now = int(time.time()) if issued_at is None else issued_at
         claims = {
             "iss": self.issuer_url,
             "aud": DEV_AUDIENCE,

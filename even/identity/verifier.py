@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import jwt
 
+from even.clock import Clock
 from even.config import IssuerSettings
 from even.errors import InvalidToken, InvalidUsername
 from even.names import is_login
@@ -46,8 +47,11 @@ class TrustedIssuer:
 
 
 class TokenVerifier:
-    def __init__(self, issuers: list[TrustedIssuer], *, leeway_seconds: int = 60) -> None:
+    def __init__(
+        self, issuers: list[TrustedIssuer], *, clock: Clock, leeway_seconds: int = 60
+    ) -> None:
         self._issuers = {issuer.settings.issuer: issuer for issuer in issuers}
+        self._clock = clock
         self._leeway = leeway_seconds
 
     def verify(self, token: str) -> Identity:
@@ -105,27 +109,42 @@ class TokenVerifier:
                 key=key,
                 algorithms=[alg],  # exactly the header's alg, already checked against the pin
                 audience=settings.audience,  # `aud` must contain ours (string or array)
-                issuer=settings.issuer,
-                leeway=self._leeway,  # clock skew for exp, nbf and iat
+                issuer=settings.issuer,  # exact match, checked again after the signature
                 options={
                     "require": ["exp", "iat", "iss", "aud"],
                     "verify_signature": True,
-                    "verify_exp": True,
-                    "verify_nbf": True,
-                    "verify_iat": True,
                     "verify_aud": True,
                     "verify_iss": True,
+                    # Time claims are checked below against the injected clock, not PyJWT's.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
                 },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise InvalidToken("token is not valid yet") from exc
         except jwt.InvalidAudienceError as exc:
             raise InvalidToken("token is not meant for this service") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {type(exc).__name__}") from exc
+        if claims.get("iss") != settings.issuer:
+            raise InvalidToken("token issuer is not trusted")
+        self._check_times(claims)
         return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock.now().timestamp()
+        times = {}
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is None and name == "nbf":
+                continue
+            # bool is an int subclass; a JSON `true` is not a time.
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise InvalidToken(f"token claim {name} is not a number")
+            times[name] = float(value)
+        if now > times["exp"] + self._leeway:
+            raise InvalidToken("token has expired")
+        if times["iat"] > now + self._leeway or times.get("nbf", 0.0) > now + self._leeway:
+            raise InvalidToken("token is not valid yet")
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+import random
+
+import pytest
+
+from audit.chain import (
+    GENESIS_HASH,
+    AuditEvent,
+    UnsafeValue,
+    canonical,
+    canonical_reference,
+    record_hash,
+    seal,
+)
+
+ALPHABET = 'abcXYZ09 "\\/\x00\x01\x1b\x7f\u0085\u2028\u202eé漢😀\t\n\r'
+
+
+def _random_text(rng: random.Random) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 20)))
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randint(0, 6 if depth < 3 else 3)
+    if kind == 0:
+        return _random_text(rng)
+    if kind == 1:
+        return rng.randint(-(2**53) + 1, 2**53 - 1)
+    if kind == 2:
+        return rng.choice([True, False, None])
+    if kind == 3:
+        return rng.randint(-5, 5)
+    if kind in (4, 5):
+        return {f"k{rng.randint(0, 99)}_{i}": _random_value(rng, depth + 1) for i in range(3)}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def test_fast_canonical_form_equals_rfc8785_reference() -> None:
+    rng = random.Random(8785)
+    for _ in range(2000):
+        value = {"details": _random_value(rng), "reason": _random_text(rng), "seq": 1}
+        assert canonical(value) == canonical_reference(value)
+
+
+def test_non_ascii_keys_use_the_reference_order() -> None:
+    value = {"é": 1, "z": 2, "\U0001f600": 3, "ｚ": 4}
+    assert canonical(value) == canonical_reference(value)
+
+
+@pytest.mark.parametrize("bad", [1.5, 2**53, -(2**53), {1: "x"}, b"bytes"])
+def test_values_outside_the_domain_are_refused(bad: object) -> None:
+    with pytest.raises(UnsafeValue):
+        canonical({"details": bad})
+
+
+def test_seal_links_records_and_hash_covers_everything_but_itself() -> None:
+    first = seal(AuditEvent(type="policy.loaded"), seq=1, time="t", prev_hash=GENESIS_HASH)
+    second = seal(
+        AuditEvent(type="access.requested", username="alice", reason="INC-1 x"),
+        seq=2,
+        time="t",
+        prev_hash=first["hash"],
+    )
+    assert second["prev_hash"] == first["hash"]
+    assert record_hash(second) == second["hash"]
+    tampered = dict(second, reason="INC-2 x")
+    assert record_hash(tampered) != second["hash"]
+    assert set(first) == {
+        "seq",
+        "time",
+        "type",
+        "username",
+        "login",
+        "hostname",
+        "request_id",
+        "reason",
+        "details",
+        "prev_hash",
+        "hash",
+    }
+
+
+def test_hash_matches_spec_definition_written_out() -> None:
+    import hashlib
+    import json
+
+    record = seal(
+        AuditEvent(type="x", details={"b": 1, "a": [True, None]}),
+        seq=1,
+        time="t",
+        prev_hash=GENESIS_HASH,
+    )
+    body = {k: v for k, v in record.items() if k != "hash"}
+    jcs = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert record["hash"] == hashlib.sha256(b"even-audit-v1:" + jcs.encode()).hexdigest()
