@@ -79,7 +79,8 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> dict[str, Any]
 
 
 def _row_to_record(row: Any) -> dict[str, Any]:
-    record = dict(row._mapping)
+    # SQLAlchemy's column keys may be str subclasses; orjson wants plain str keys.
+    record = {str(key): value for key, value in row._mapping.items()}
     record["details"] = orjson.loads(record["details"])
     return record
 

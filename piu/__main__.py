@@ -1,0 +1,5 @@
+"""`python -m piu` runs the CLI."""
+
+from piu.cli import main
+
+main()

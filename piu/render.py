@@ -1,0 +1,139 @@
+"""Text and JSON output. Pure: values in, strings out; `piu.cli` prints them.
+
+Server-provided strings (reasons above all) may hold control characters or bidi overrides
+that would drive the terminal or make a line read differently than it is; `escape` shows
+every non-printable character as a Python-style escape (`\\x1b`, `\\u202e`) and a backslash
+as `\\\\`, so what is shown is unambiguous. JSON output escapes everything non-ASCII.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from piu.access import Outcome
+    from piu.models import AccessRequest, Identity, Page
+
+
+def escape(text: str) -> str:
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if c.isprintable():
+        return c
+    n = ord(c)
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def to_json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=True)
+
+
+def _show(value: object) -> str:
+    return "-" if value is None else escape(str(value))
+
+
+def grant_text(outcome: Outcome) -> str:
+    g = outcome.grant
+    lines = [
+        f"Granted {_show(g.id)}: {_show(g.login)}@{_show(g.hostname)} ({_show(g.mode)})"
+        + (f" via {_show(g.bastion)}" if g.bastion else "")
+        + f", valid until {_show(g.valid_before)}",
+    ]
+    if outcome.certificate_file is not None:
+        lines.append(f"Certificate: {_show(outcome.certificate_file)} (serial {_show(g.serial)})")
+    if outcome.bastion_certificate_file is not None:
+        lines.append(
+            f"Bastion certificate: {_show(outcome.bastion_certificate_file)}"
+            f" (serial {_show(g.bastion_serial)})"
+        )
+    lines += ["Connect with:", "  " + escape(shlex.join(outcome.ssh_argv))]
+    return "\n".join(lines)
+
+
+_TSV_FIELDS = (
+    "id",
+    "status",
+    "username",
+    "login",
+    "hostname",
+    "mode",
+    "serial",
+    "valid_before",
+    "created",
+    "reason",
+)
+_COLUMNS = ("ID", "STATUS", "USER", "TARGET", "MODE", "VALID BEFORE", "REASON")
+
+
+def _row(item: AccessRequest) -> tuple[str, ...]:
+    target = f"{_show(item.login)}@{_show(item.hostname)}"
+    return (
+        _show(item.id),
+        _show(item.status),
+        _show(item.username),
+        target,
+        _show(item.mode),
+        _show(item.valid_before),
+        _show(item.reason),
+    )
+
+
+def access_table(page: Page) -> str:
+    if not page.items:
+        return "no access requests"
+    return _table([_COLUMNS, *(_row(i) for i in page.items)])
+
+
+def access_tsv(page: Page) -> str:
+    # Escaping turns tab and newline into \x09 and \x0a, so every row stays one line.
+    rows = ["\t".join(_TSV_FIELDS)]
+    for item in page.items:
+        cells = [item.raw.get(name) for name in _TSV_FIELDS]
+        rows.append("\t".join("" if c is None else escape(str(c)) for c in cells))
+    return "\n".join(rows)
+
+
+def identity_text(ident: Identity) -> str:
+    lines = [
+        f"username: {escape(ident.username)}",
+        f"issuer:   {_show(ident.issuer)}",
+        f"groups:   {_list(ident.groups)}",
+        f"roles:    {_list(ident.roles)}",
+    ]
+    if not ident.allowed:
+        return "\n".join([*lines, "allowed:  nothing (no policy rule matches you)"])
+    lines.append("allowed:")
+    for a in ident.allowed:
+        limit = "" if a.max_lifetime_minutes is None else f", up to {a.max_lifetime_minutes} min"
+        via = f", via {escape(a.bastion)}" if a.bastion else ""
+        lines.append(
+            f"  {escape(a.rule)}: {_list(a.logins)} on {_list(a.hosts)}"
+            f" ({_list(a.modes)}{limit}{via})"
+        )
+    return "\n".join(lines)
+
+
+def revoked_text(request_id: str, status: str | None) -> str:
+    return f"Revoked {escape(request_id)}" + (f" (status {escape(status)})" if status else "")
+
+
+def _list(values: Sequence[str]) -> str:
+    return ", ".join(escape(v) for v in values) if values else "-"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

@@ -1,0 +1,62 @@
+"""The ssh command line for a grant, as an argv list (never a shell string).
+
+    ssh -i KEY -o CertificateFile=CERT -o IdentitiesOnly=yes [-o ProxyCommand=…] LOGIN@HOST
+
+A jump through a bastion needs the bastion certificate, and `-J` would not carry `-i` or
+`CertificateFile` to the jump host (ssh applies command-line options to the destination
+only), so the hop is spelled out as a ProxyCommand running `ssh … -W %h:%p USER@BASTION`
+with the bastion's certificate. ssh runs a ProxyCommand through the user's shell, hence the
+shlex quoting inside it. ssh expands %-tokens in key and certificate paths and splits `-o`
+values on spaces, so paths are quoted for ssh and paths containing `%`, `"` or `\\` are
+refused rather than mangled.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from piu.errors import LocalFileError
+
+SSH = "ssh"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One ssh destination: who logs in where, with which certificate (None in push mode)."""
+
+    login: str
+    host: str
+    certificate: Path | None
+
+
+def ssh_argv(identity: Path, target: Hop, jump: Hop | None = None) -> list[str]:
+    argv = [SSH, *_identity_options(identity, target.certificate)]
+    if jump is not None:
+        inner = [SSH, *_identity_options(identity, jump.certificate)]
+        inner += ["-W", "%h:%p", f"{jump.login}@{jump.host}"]
+        argv += ["-o", f"ProxyCommand={shlex.join(inner)}"]
+    return [*argv, f"{target.login}@{target.host}"]
+
+
+def _identity_options(identity: Path, certificate: Path | None) -> list[str]:
+    options = ["-i", _checked(identity)]
+    if certificate is not None:
+        options += ["-o", f"CertificateFile={_quoted(certificate)}"]
+    return [*options, "-o", "IdentitiesOnly=yes"]
+
+
+def _checked(path: Path) -> str:
+    text = str(path)
+    if any(c in text for c in '%"\\') or not text.isprintable():
+        raise LocalFileError(
+            f"cannot pass {path!r} to ssh: the path contains %, a quote or a backslash",
+            hint="set HOME to a directory without those characters",
+        )
+    return text
+
+
+def _quoted(path: Path) -> str:
+    text = _checked(path)
+    return f'"{text}"' if " " in text else text
