@@ -85,3 +85,7 @@ def show(
         sys.exit(2)
     for line in table(records):
         click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

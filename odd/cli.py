@@ -1,0 +1,154 @@
+"""The `odd` command line: argument parsing, printing and exit codes, nothing else.
+
+Exit codes: 0 success, 1 host failure (configuration, files, permissions), 2 usage (bad
+arguments). Errors go to stderr as `odd: error: …`, never as a traceback. The work itself is
+done by the modules named in each subcommand's handler.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from odd import __version__
+from odd.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
+from odd.errors import OddError, UsageError
+from odd.install import DEFAULT_PREFIX, DEFAULT_PYTHON, install_principals_wrapper
+from odd.principals import principal_for
+from odd.sshd_config import DEFAULT_PUSH_USER, SshdPaths, render_sshd_config
+
+PROG = "odd"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `odd` with `argv` (default: sys.argv[1:]) and return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except OddError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except OSError as exc:
+        # Anything the host refused us (permissions, full disk) is a host failure.
+        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Host-side companion of Even: principals, sshd_config, install."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"configuration file (default: ${CONFIG_ENV_VAR} or {DEFAULT_CONFIG_PATH})",
+    )
+    _add_principals(commands, config)
+    _add_sshd_config(commands, config)
+    _add_install(commands)
+    return parser
+
+
+def _add_principals(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", config: argparse.ArgumentParser
+) -> None:
+    command = commands.add_parser(
+        "principals",
+        parents=[config],
+        help="print the principal USER@HOSTNAME (sshd's AuthorizedPrincipalsCommand)",
+    )
+    command.add_argument("--hostname", help="this host's fully qualified name")
+    command.add_argument("user", metavar="USER", help="the login sshd is authenticating")
+    command.set_defaults(handler=_principals)
+
+
+def _add_sshd_config(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", config: argparse.ArgumentParser
+) -> None:
+    defaults = SshdPaths()
+    command = commands.add_parser(
+        "sshd-config", parents=[config], help="print the sshd_config lines that trust Even"
+    )
+    command.add_argument("--hostname", help="this host's fully qualified name")
+    command.add_argument("--push", action="store_true", help="also set up Even's push user")
+    command.add_argument(
+        "--push-user",
+        default=DEFAULT_PUSH_USER,
+        help="the account Even pushes keys as (default: %(default)s)",
+    )
+    for option, default in [
+        ("--ca-file", defaults.ca_file),
+        ("--krl-file", defaults.krl_file),
+        ("--principals-command", defaults.principals_command),
+        ("--authorized-keys-file", defaults.authorized_keys_file),
+        ("--push-keys-file", defaults.push_keys_file),
+    ]:
+        command.add_argument(
+            option, type=Path, default=default, metavar="PATH", help="(default: %(default)s)"
+        )
+    command.set_defaults(handler=_sshd_config)
+
+
+def _add_install(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    command = commands.add_parser(
+        "install", help="install the root-owned odd-principals wrapper for sshd"
+    )
+    command.add_argument(
+        "--prefix",
+        type=Path,
+        default=DEFAULT_PREFIX,
+        help="installs PREFIX/libexec/odd-principals (default: %(default)s)",
+    )
+    command.add_argument(
+        "--python",
+        type=Path,
+        default=DEFAULT_PYTHON,
+        help="interpreter readable by nobody (default: %(default)s)",
+    )
+    command.set_defaults(handler=_install)
+
+
+def _principals(args: argparse.Namespace) -> int:
+    print(principal_for(args.user, _hostname(args)))
+    return 0
+
+
+def _sshd_config(args: argparse.Namespace) -> int:
+    paths = SshdPaths(
+        ca_file=args.ca_file,
+        krl_file=args.krl_file,
+        principals_command=args.principals_command,
+        authorized_keys_file=args.authorized_keys_file,
+        push_keys_file=args.push_keys_file,
+    )
+    push_user = args.push_user if args.push else None
+    sys.stdout.write(render_sshd_config(_hostname(args), paths, push_user=push_user))
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    path = install_principals_wrapper(args.prefix, python=args.python)
+    print(f"installed {path} (runs {args.python} as nobody)")
+    return 0
+
+
+def _hostname(args: argparse.Namespace) -> str:
+    """`--hostname`, else the configuration file's; the file is read only when needed."""
+    if args.hostname is not None:
+        return str(args.hostname)
+    hostname = load_config(args.config, os.environ).hostname
+    if hostname is None:
+        raise UsageError(
+            "no hostname: pass --hostname NAME or set `hostname` in the [odd] section of "
+            f"{args.config or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH}"
+        )
+    return hostname
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)

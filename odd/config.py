@@ -1,0 +1,86 @@
+"""Reading odd's host configuration, `/etc/odd.conf` (INI, one `[odd]` section).
+
+    [odd]
+    hostname = db-1.prod.example.org
+
+Which file: `--config PATH`, else the `ODD_CONFIG` environment variable, else
+`/etc/odd.conf`. Invariants: only the default file may be absent (an empty configuration);
+a file that was named explicitly must exist. Unknown sections and keys are errors, so a typo
+cannot silently leave a setting at its default. Values are validated here, once, at the edge.
+"""
+
+import configparser
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from odd.errors import ConfigError, InvalidHostname
+from odd.names import check_host_identity
+
+DEFAULT_CONFIG_PATH = Path("/etc/odd.conf")
+CONFIG_ENV_VAR = "ODD_CONFIG"
+SECTION = "odd"
+KNOWN_KEYS = frozenset({"hostname"})
+
+
+@dataclass(frozen=True)
+class OddConfig:
+    """Settings from the configuration file; `None` where the file says nothing."""
+
+    hostname: str | None = None
+
+
+def resolve_config_path(
+    explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> tuple[Path, bool]:
+    """Return the configuration path and whether it must exist (it was named explicitly)."""
+    if explicit is not None:
+        return Path(explicit), True
+    from_env = environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> OddConfig:
+    """Read and validate the configuration file chosen by `resolve_config_path`."""
+    path, required = resolve_config_path(explicit, os.environ if environ is None else environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        return OddConfig()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "<config>") -> OddConfig:
+    """Parse the INI text of a configuration file; `source` names it in error messages."""
+    # No interpolation: a literal '%' in a value must stay a '%'.
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=source)
+    except configparser.Error as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    unknown_sections = [name for name in parser.sections() if name != SECTION]
+    if unknown_sections:
+        raise ConfigError(f"{source}: unknown section [{unknown_sections[0]}]")
+    if not parser.has_section(SECTION):
+        return OddConfig()
+    section = parser[SECTION]
+    unknown_keys = sorted(set(section) - KNOWN_KEYS)
+    if unknown_keys:
+        raise ConfigError(f"{source}: unknown key {unknown_keys[0]!r} in [{SECTION}]")
+    hostname = section.get("hostname")
+    if hostname is not None:
+        try:
+            check_host_identity(hostname)
+        except InvalidHostname as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+    return OddConfig(hostname=hostname)
