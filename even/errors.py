@@ -75,5 +75,15 @@ class StoreUnavailable(EvenError):
     code = "store_unavailable"
 
 
+class RateLimited(EvenError):
+    """429: too many requests from this user, or failed authentications from this address."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConfigError(EvenError):
     code = "config_error"

@@ -19,8 +19,27 @@ from even.identity.dev_issuer import DevIssuer
 from even.identity.jwks import JwksCache, StaticKeys
 from even.identity.verifier import TokenVerifier, TrustedIssuer
 from even.policy import Policy, load_policy
+from even.ratelimit import RateLimiter
 from even.service.access import AccessService
 from even.store.db import make_engine
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    per_user: RateLimiter
+    failed_auth: RateLimiter
+
+
+def build_rate_limits(settings: Settings, clock: Clock) -> RateLimits:
+    limits = settings.rate_limits
+    return RateLimits(
+        per_user=RateLimiter(rate=limits.per_user_per_second, burst=limits.burst, clock=clock),
+        failed_auth=RateLimiter(
+            rate=limits.failed_auth_per_ip_per_second,
+            burst=max(1, int(limits.failed_auth_per_ip_per_second * 2)),
+            clock=clock,
+        ),
+    )
 
 
 @dataclass
@@ -33,6 +52,7 @@ class Components:
     dev_issuer: DevIssuer | None
     access: AccessService
     clock: Clock
+    rate_limits: RateLimits
 
 
 def load_settings_policy(settings: Settings) -> Policy:
@@ -89,4 +109,7 @@ def build_components(settings: Settings, clock: Clock | None = None) -> Componen
         clock=clock,
         bastions=settings.bastions,
     )
-    return Components(settings, engine, ca, signer, verifier, dev_issuer, access, clock)
+    rate_limits = build_rate_limits(settings, clock)
+    return Components(
+        settings, engine, ca, signer, verifier, dev_issuer, access, clock, rate_limits
+    )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import access, dev_issuer, meta
 from even.clock import Clock
@@ -50,6 +51,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.components = components
+    app.add_middleware(HardeningMiddleware)
     install_handlers(app)
     app.include_router(meta.router)
     app.include_router(access.router)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from even.errors import InvalidToken
+from even.errors import InvalidToken, RateLimited
 from even.identity import Identity
 from even.wiring import Components
 
@@ -20,11 +20,25 @@ def current_identity(
     request: Request, components: Annotated[Components, Depends(get_components)]
 ) -> Identity:
     """The bearer token's identity; anything else is 401 with WWW-Authenticate."""
+    limits = components.rate_limits
+    # The socket peer, or the proxy's X-Forwarded-For only when uvicorn was told to trust it.
+    client_ip = request.client.host if request.client else "unknown"
+    wait = limits.failed_auth.retry_after(client_ip)
+    if wait:
+        raise RateLimited("too many failed authentications from this address", wait)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidToken("a bearer token is required")
-    return components.verifier.verify(token.strip())
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("a bearer token is required")
+        identity = components.verifier.verify(token.strip())
+    except InvalidToken:
+        limits.failed_auth.hit(client_ip)
+        raise
+    wait = limits.per_user.hit(identity.username)
+    if wait:
+        raise RateLimited("too many requests for this user", wait)
+    return identity
 
 
 ComponentsDep = Annotated[Components, Depends(get_components)]

@@ -12,7 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from even import errors
 
@@ -28,6 +30,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.EvenError], int]] = [
     (errors.PolicyRejected, 422),
     (errors.InvalidRequest, 422),
     (errors.NotFound, 404),
+    (errors.RateLimited, 429),
 ]
 TITLES = {
     400: "Bad Request",
@@ -83,6 +86,8 @@ def install_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         if status == 503:
             headers["Retry-After"] = "5"
+        if isinstance(exc, errors.RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
         extra = {"rule": exc.extra["rule"]} if "rule" in exc.extra else {}
         if status == 500:
             log.error("unmapped domain error %s", type(exc).__name__)
@@ -99,11 +104,25 @@ def install_handlers(app: FastAPI) -> None:
         return problem(422, "invalid_request", "invalid request: " + ", ".join(fields[:10]))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return problem(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list them all.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return problem(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "internal error")
+
+
+def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] != Match.NONE:
+            methods.update(route.methods or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from even.service.models import AccessRequestInput, AccessRequestView
 
 MAX_REASON = 1024
+# Shapes for the OpenAPI document (clients and fuzzers); even.names makes the final decision.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*$"
+LOGIN_PATTERN = r"^[a-z_][a-z0-9_.-]{0,31}$"
+BASTION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
 def _reject_unsafe_text(value: str, field: str, *, allow_controls: bool) -> str:
@@ -24,11 +29,13 @@ def _reject_unsafe_text(value: str, field: str, *, allow_controls: bool) -> str:
 class AccessRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    hostname: str = Field(max_length=253)
-    reason: str = Field(min_length=1, max_length=MAX_REASON)
-    login: str | None = Field(default=None, max_length=32)
-    username: str | None = Field(default=None, max_length=32, description="deprecated: login")
-    bastion: str | None = Field(default=None, max_length=64)
+    hostname: str = Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)
+    reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=r"\S")
+    login: str | None = Field(default=None, max_length=32, pattern=LOGIN_PATTERN)
+    username: str | None = Field(
+        default=None, max_length=32, pattern=LOGIN_PATTERN, description="deprecated: login"
+    )
+    bastion: str | None = Field(default=None, max_length=64, pattern=BASTION_PATTERN)
     lifetime_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     mode: Literal["certificate", "push"] = "certificate"
     public_key: str | None = Field(default=None, max_length=16 * 1024)
@@ -57,7 +64,7 @@ class AccessRequestBody(BaseModel):
         return AccessRequestInput(
             hostname=self.hostname,
             reason=self.reason,
-            login=self.login or self.username,
+            login=self.login if self.login is not None else self.username,
             bastion=self.bastion,
             lifetime_minutes=self.lifetime_minutes,
             mode=self.mode,

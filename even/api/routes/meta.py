@@ -46,11 +46,14 @@ def ca_keys(components: ComponentsDep) -> Response:
     return PlainTextResponse(components.ca.published_lines())
 
 
-@router.get("/v1/audit/public-key", response_class=PlainTextResponse)
+class PemResponse(PlainTextResponse):
+    media_type = "application/x-pem-file"
+
+
+@router.get("/v1/audit/public-key", response_class=PemResponse)
 def audit_public_key(components: ComponentsDep) -> Response:
-    return PlainTextResponse(
-        components.signer.public_pem().decode("ascii"), media_type="application/x-pem-file"
-    )
+    """The audit key (Ed25519, SubjectPublicKeyInfo PEM) that signs checkpoints and receipts."""
+    return PemResponse(components.signer.public_pem().decode("ascii"))
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, responses=problems(401, 429, 503))
