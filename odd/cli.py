@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_principals(commands, config)
     _add_sshd_config(commands, config)
     _add_install(commands)
+    _add_grant_ssh_access(commands, config)
+    _add_sync(commands)
     return parser
 
 
@@ -81,12 +83,20 @@ def _add_sshd_config(
         default=DEFAULT_PUSH_USER,
         help="the account Even pushes keys as (default: %(default)s)",
     )
+    command.add_argument(
+        "--bastion-for",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --push: this host is a bastion for HOST (repeatable)",
+    )
     for option, default in [
         ("--ca-file", defaults.ca_file),
         ("--krl-file", defaults.krl_file),
         ("--principals-command", defaults.principals_command),
         ("--authorized-keys-file", defaults.authorized_keys_file),
         ("--push-keys-file", defaults.push_keys_file),
+        ("--odd-command", defaults.odd_command),
     ]:
         command.add_argument(
             option, type=Path, default=default, metavar="PATH", help="(default: %(default)s)"
@@ -113,6 +123,27 @@ def _add_install(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     command.set_defaults(handler=_install)
 
 
+def _add_grant_ssh_access(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]", config: argparse.ArgumentParser
+) -> None:
+    command = commands.add_parser(
+        "grant-ssh-access",
+        parents=[config],
+        help="push mode's forced command: grant, revoke or list keys ($SSH_ORIGINAL_COMMAND)",
+    )
+    command.set_defaults(handler=_grant_ssh_access)
+
+
+def _grant_ssh_access(args: argparse.Namespace) -> int:
+    # Imported here, like sync: `odd principals`, run at every login, needs none of it.
+    from odd.grant import COMMAND_ENV_VAR, run
+
+    config = load_config(args.config, os.environ)
+    for line in run(os.environ.get(COMMAND_ENV_VAR), config, environ=os.environ):
+        print(line)
+    return 0
+
+
 def _principals(args: argparse.Namespace) -> int:
     print(principal_for(args.user, _hostname(args)))
     return 0
@@ -125,15 +156,66 @@ def _sshd_config(args: argparse.Namespace) -> int:
         principals_command=args.principals_command,
         authorized_keys_file=args.authorized_keys_file,
         push_keys_file=args.push_keys_file,
+        odd_command=args.odd_command,
     )
+    if args.bastion_for and not args.push:
+        raise UsageError("--bastion-for needs --push")
     push_user = args.push_user if args.push else None
-    sys.stdout.write(render_sshd_config(_hostname(args), paths, push_user=push_user))
+    text = render_sshd_config(
+        _hostname(args), paths, push_user=push_user, bastion_for=args.bastion_for
+    )
+    sys.stdout.write(text)
     return 0
 
 
 def _install(args: argparse.Namespace) -> int:
     path = install_principals_wrapper(args.prefix, python=args.python)
     print(f"installed {path} (runs {args.python} as nobody)")
+    return 0
+
+
+def _add_sync(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    paths = SshdPaths()
+    command = commands.add_parser(
+        "sync", help="install Even's CA keys and KRL for sshd (once, or every S seconds)"
+    )
+    command.add_argument("--even-url", metavar="URL", help="Even's base URL (https)")
+    for option, default in [("--ca-file", paths.ca_file), ("--krl-file", paths.krl_file)]:
+        command.add_argument(
+            option, type=Path, default=default, metavar="PATH", help="(default: %(default)s)"
+        )
+    when = command.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="sync once and exit (the default)")
+    when.add_argument("--interval", type=float, metavar="S", help="sync every S seconds")
+    command.add_argument(
+        "--cacert", type=Path, metavar="FILE", help="trust only these TLS CAs (PEM)"
+    )
+    command.add_argument(
+        "--systemd-example", action="store_true", help="print a systemd service + timer"
+    )
+    command.set_defaults(handler=_sync)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    # Imported here: urllib/ssl would slow `odd principals`, which sshd runs at every login.
+    import threading
+
+    from odd import sync
+
+    if args.systemd_example:
+        sys.stdout.write(sync.SYSTEMD_EXAMPLE)
+        return 0
+    if not args.even_url:
+        raise UsageError("sync needs --even-url URL")
+    settings = sync.SyncSettings(args.even_url, args.ca_file, args.krl_file, args.cacert)
+    syncer = sync.Syncer(settings, log=lambda line: print(f"{PROG}: sync: {line}", file=sys.stderr))
+    if args.interval is None:
+        syncer.sync_once()
+        return 0
+    interval = sync.check_interval(args.interval)
+    stop = threading.Event()
+    with sync.stop_on_signals(stop):
+        sync.run_loop(syncer, interval, stop)
     return 0
 
 

@@ -2,6 +2,15 @@
 
     [odd]
     hostname = db-1.prod.example.org
+    # Push mode (`odd grant-ssh-access`, SPEC §5); the values shown are the defaults.
+    # The account Even pushes as; never granted a key itself. Set it to root in the root set-up.
+    push_user = granting-service
+    # Whether Even may push keys for root.
+    allow_root_login = false
+    # The managed authorized-keys files, one per login (sshd: AuthorizedKeysFile <dir>/%u).
+    keys_dir = /etc/ssh/even_authorized_keys
+
+Comments must be on lines of their own: a `#` after a value is part of the value.
 
 Which file: `--config PATH`, else the `ODD_CONFIG` environment variable, else
 `/etc/odd.conf`. Invariants: only the default file may be absent (an empty configuration);
@@ -15,13 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from odd.errors import ConfigError, InvalidHostname
-from odd.names import check_host_identity
+from odd.errors import ConfigError, InvalidHostname, InvalidLogin, InvalidPath
+from odd.names import check_host_identity, check_login
+from odd.sshd_config import check_config_path
 
 DEFAULT_CONFIG_PATH = Path("/etc/odd.conf")
 CONFIG_ENV_VAR = "ODD_CONFIG"
 SECTION = "odd"
-KNOWN_KEYS = frozenset({"hostname"})
+KNOWN_KEYS = frozenset({"hostname", "push_user", "allow_root_login", "keys_dir"})
+# Where `odd grant-ssh-access` keeps one authorized-keys file per login; sshd's
+# `AuthorizedKeysFile` (printed by `odd sshd-config`) must name the same directory + `/%u`.
+DEFAULT_KEYS_DIR = Path("/etc/ssh/even_authorized_keys")
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,11 @@ class OddConfig:
     """Settings from the configuration file; `None` where the file says nothing."""
 
     hostname: str | None = None
+    # None: the default push user of `odd sshd-config` (odd.sshd_config.DEFAULT_PUSH_USER).
+    push_user: str | None = None
+    # Off by default: a pushed root key is a full root login, so the operator must opt in.
+    allow_root_login: bool = False
+    keys_dir: Path = DEFAULT_KEYS_DIR
 
 
 def resolve_config_path(
@@ -78,9 +96,24 @@ def parse_config(text: str, *, source: str = "<config>") -> OddConfig:
     if unknown_keys:
         raise ConfigError(f"{source}: unknown key {unknown_keys[0]!r} in [{SECTION}]")
     hostname = section.get("hostname")
-    if hostname is not None:
-        try:
+    push_user = section.get("push_user")
+    keys_dir = section.get("keys_dir")
+    try:
+        if hostname is not None:
             check_host_identity(hostname)
-        except InvalidHostname as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
-    return OddConfig(hostname=hostname)
+        if push_user is not None:
+            check_login(push_user)
+        if keys_dir is not None:
+            # The same rules as for paths printed into sshd_config, which names this directory.
+            check_config_path(keys_dir)
+        allow_root_login = section.getboolean("allow_root_login", fallback=False)
+    except (InvalidHostname, InvalidLogin, InvalidPath) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{source}: allow_root_login: {exc}") from exc
+    return OddConfig(
+        hostname=hostname,
+        push_user=push_user,
+        allow_root_login=allow_root_login,
+        keys_dir=DEFAULT_KEYS_DIR if keys_dir is None else Path(keys_dir),
+    )

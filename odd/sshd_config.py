@@ -8,14 +8,19 @@ is there, for the operator who pastes them.
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from odd.errors import InvalidPath
-from odd.names import check_host_identity, check_login
+from odd.names import check_host_identity, check_hostname, check_login
 
 DEFAULT_PUSH_USER = "granting-service"
 PRINCIPALS_COMMAND_USER = "nobody"
+# The unprivileged push user's forced command runs odd through sudo, by absolute path: sshd runs
+# it with a minimal PATH, and sudoers matches the exact command line.
+SUDO = "/usr/bin/sudo"
+SSH_PORT = 22
 
 # sshd_config splits on whitespace, treats quotes and '#' specially and expands %-tokens in
 # several directives, so paths are limited to a plain character set.
@@ -33,6 +38,8 @@ class SshdPaths:
     principals_command: Path = Path("/usr/local/libexec/odd-principals")
     authorized_keys_file: Path = Path("/etc/ssh/even_authorized_keys/%u")
     push_keys_file: Path = Path("/etc/ssh/even_push_keys")
+    # The forced command of Even's push key (SPEC §5: odd is called by this absolute path).
+    odd_command: Path = Path("/usr/local/sbin/odd")
 
 
 def check_config_path(path: str | os.PathLike[str], *, keys_pattern: bool = False) -> str:
@@ -48,12 +55,18 @@ def check_config_path(path: str | os.PathLike[str], *, keys_pattern: bool = Fals
 
 
 def render_sshd_config(
-    hostname: str, paths: SshdPaths = SshdPaths(), *, push_user: str | None = None
+    hostname: str,
+    paths: SshdPaths = SshdPaths(),
+    *,
+    push_user: str | None = None,
+    bastion_for: Sequence[str] = (),
 ) -> str:
     """Return the sshd_config lines for this host; with `push_user`, also the push set-up.
 
     The push block is a `Match` block, so it comes last: everything after a `Match` line in
-    sshd_config belongs to it.
+    sshd_config belongs to it. What belongs outside sshd_config (the push key line, sudoers,
+    /etc/odd.conf) is printed as comments before it; `bastion_for` names the hosts behind this
+    host when it is a bastion, which Even's push key may then reach through it.
     """
     check_host_identity(hostname)
     ca = check_config_path(paths.ca_file)
@@ -79,14 +92,57 @@ def render_sshd_config(
         "LogLevel VERBOSE",
     ]
     if push_user is not None:
-        lines += _push_lines(push_user, check_config_path(paths.push_keys_file))
+        lines += _push_lines(push_user, paths, bastion_for)
     return "\n".join(lines) + "\n"
 
 
-def _push_lines(push_user: str, push_keys: str) -> list[str]:
-    """The `Match` block for Even's push user (SPEC §5)."""
-    check_login(push_user)
+def push_forced_command(push_user: str, odd_command: str | os.PathLike[str]) -> str:
+    """The forced command of Even's push key: odd itself as root, else odd through `sudo -n`."""
+    odd = check_config_path(odd_command)
+    command = f"{odd} grant-ssh-access"
+    return command if check_login(push_user) == "root" else f"{SUDO} -n {command}"
+
+
+def push_key_options(
+    push_user: str, odd_command: str | os.PathLike[str], bastion_for: Sequence[str] = ()
+) -> str:
+    """The options of the push key's line: a forced command and nothing else, except on a
+    bastion the hop to each host behind it (a `direct-tcpip` channel to HOST:22)."""
+    options = ["restrict"]
+    if bastion_for:
+        options.append("port-forwarding")
+        options += [f'permitopen="{check_hostname(host)}:{SSH_PORT}"' for host in bastion_for]
+    options.append(f'command="{push_forced_command(push_user, odd_command)}"')
+    return ",".join(options)
+
+
+def _push_lines(push_user: str, paths: SshdPaths, bastion_for: Sequence[str]) -> list[str]:
+    """The `Match` block for Even's push user, after the set-up outside sshd (SPEC §5)."""
+    push_keys = check_config_path(paths.push_keys_file)
+    odd = check_config_path(paths.odd_command)
+    options = push_key_options(push_user, odd, bastion_for)
     lines = [
+        f"# Push mode: Even pushes keys as {push_user!r} with its push key (from `even init`).",
+        f"# {push_keys} (root-owned, 0644) holds that key on one line:",
+        f"#   {options} <TYPE BASE64 of Even's push key>",
+    ]
+    if bastion_for:
+        lines += [
+            "# This host is a bastion: Even reaches the hosts behind it through it, and users",
+            "# jump through it (ssh -J), so TCP forwarding must stay allowed (the default).",
+        ]
+    if push_user == "root":
+        lines += ["# /etc/odd.conf: [odd] push_user = root"]
+    else:
+        lines += [
+            f"# {push_user} needs a shell and no password (`useradd --system --shell /bin/sh",
+            f"# {push_user}` then `usermod -p '*' {push_user}`), and exactly these two sudoers",
+            "# lines (visudo -f /etc/sudoers.d/even-push):",
+            f'#   Defaults!{odd} env_keep += "SSH_ORIGINAL_COMMAND"',
+            f"#   {push_user} ALL=(root) NOPASSWD: {odd} grant-ssh-access",
+            f"# /etc/odd.conf: [odd] push_user = {push_user}",
+        ]
+    lines += [
         "# Even's push user logs in only with its own key, whose forced command is",
         "# `odd grant-ssh-access`; no certificate can log in as it. Keep this block last.",
         f"Match User {push_user}",

@@ -1,0 +1,549 @@
+"""`odd sync`: keep the CA keys and the KRL that sshd reads in step with Even (SPEC §6).
+
+GETs `<even-url>/v1/ca` (text/plain, one OpenSSH public key per line, for TrustedUserCAKeys) and
+`<even-url>/v1/krl` (application/octet-stream, an OpenSSH KRL, for RevokedKeys) and installs
+each into its file. sshd re-reads both at every authentication, so a write takes effect at the
+next login. Standard library only.
+
+Invariants:
+- A file is replaced only by a body that parses completely (every CA line a public key of an
+  allowed type; the KRL's magic, version and every section well-formed, as OpenSSH would read
+  it), never by an empty one, and atomically (temporary file in the same directory, fsync,
+  rename, mode 0644): sshd never sees a half-written file.
+- A KRL whose generation is lower than the installed one's is refused (a replay of an old KRL
+  would un-revoke certificates); delete the file to accept it deliberately.
+- When Even is down or answers anything else (5xx, redirect, wrong type, garbage), the last good
+  files stay; the run fails with a message per file. An absent KRL is created empty first, since
+  sshd refuses every key while its RevokedKeys file is missing.
+- Plain http only to a loopback address; redirects are never followed (they could downgrade to
+  http or leave Even); `--cacert` replaces the system trust store.
+
+ETags: each GET sends If-None-Match with the ETag Even gave for the bytes now installed (remembered
+while `--interval` runs) and `"<sha256 hex of the installed file>"`, so Even can answer 304 even
+to a fresh `--once` run if its ETags are the quoted SHA-256 of the body.
+
+`odd sync --systemd-example` prints a service + timer that runs `--once` every minute.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import ipaddress
+import os
+import re
+import signal
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from odd import __version__
+from odd.errors import OddError, UsageError
+from odd.sshkey import InvalidKey, PublicKey, parse_public_key
+
+DEFAULT_CA_FILE = Path("/etc/ssh/even_user_ca.pub")
+DEFAULT_KRL_FILE = Path("/etc/ssh/even_revoked.krl")
+HTTP_TIMEOUT = 10.0
+MIN_INTERVAL, MAX_INTERVAL = 1.0, 86_400.0
+MAX_CA_BYTES = 64 * 1024  # dozens of keys; more is not a CA list
+MAX_KRL_BYTES = 16 * 1024 * 1024  # ~2 million listed serials
+FILE_MODE = 0o644
+KRL_MAGIC = b"SSHKRL\n\0"
+KRL_FORMAT_VERSION = 1
+# Sections OpenSSH 9.x loads: certificates, explicit keys, SHA1 and SHA256 fingerprints. Not
+# signatures (OpenSSH >= 9.4 refuses KRLs containing them) nor extensions (older ones refuse).
+_KRL_SECTIONS = {1, 2, 3, 5}
+_HASH_LENGTHS = {3: 20, 5: 32}
+_CERT_SERIAL_LIST, _CERT_SERIAL_RANGE, _CERT_SERIAL_BITMAP, _CERT_KEY_ID = 0x20, 0x21, 0x22, 0x23
+_MAX_BIGNUM = 2048  # OpenSSH's SSHBUF_MAX_BIGNUM, in bytes
+_ETAG_RE = re.compile(r'(?:W/)?"[\x21\x23-\x7e]{0,200}"')
+
+
+class SyncError(OddError):
+    """`odd sync` left at least one file as it was; the message says which and why."""
+
+
+class EvenUnavailable(SyncError):
+    """Even could not be reached or answered 5xx: a transport failure, retry later."""
+
+
+class BadResponse(SyncError):
+    """Even answered something that must not be installed (garbage, empty, older, wrong type)."""
+
+
+@dataclass(frozen=True)
+class KrlSummary:
+    generation: int
+    serials: int  # revoked certificate serials (ranges counted in full)
+    sections: int
+
+
+@dataclass
+class SyncSettings:
+    even_url: str
+    ca_file: Path = DEFAULT_CA_FILE
+    krl_file: Path = DEFAULT_KRL_FILE
+    cacert: Path | None = None
+    timeout: float = HTTP_TIMEOUT
+
+
+class Syncer:
+    """Fetches and installs both files; `log` receives one line per change."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        *,
+        log: Callable[[str], None],
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings, self.log, self.now = settings, log, now
+        self.base_url = check_even_url(settings.even_url)
+        self._opener = _opener(self.base_url, settings.cacert)
+        self._etags: dict[str, tuple[str, str]] = {}  # path → (ETag, sha256 of its body)
+
+    def sync_once(self) -> None:
+        """One round: create a missing KRL, then update each file; raise if either was kept."""
+        krl_file = self.settings.krl_file
+        if not krl_file.exists():
+            write_atomically(krl_file, empty_krl(int(self.now())))
+            self.log(f"created {krl_file}: empty KRL, generation 0 (sshd needs the file)")
+        problems = []
+        for path, target, install in (
+            ("/v1/ca", self.settings.ca_file, self._install_ca),
+            ("/v1/krl", krl_file, self._install_krl),
+        ):
+            try:
+                install(path, target)
+            except (SyncError, OSError) as exc:
+                kept = f"kept {target}" if target.exists() else f"{target} not written"
+                problems.append(f"{self.base_url}{path}: {_describe(exc)}; {kept}")
+        if problems:
+            raise SyncError("; ".join(problems))
+
+    def _install_ca(self, path: str, target: Path) -> None:
+        current = _read(target)
+        fetched = self._fetch(path, "text/plain", MAX_CA_BYTES, current)
+        if fetched is None:
+            return
+        body, etag = fetched
+        keys = parse_ca_keys(body)
+        if body != current:
+            write_atomically(target, body)
+            old = {key.blob: key for key in _quiet_parse_ca(current)}
+            new = {key.blob: key for key in keys}
+            added = [f"+{new[b].key_type} {new[b].fingerprint}" for b in new if b not in old]
+            removed = [f"-{old[b].key_type} {old[b].fingerprint}" for b in old if b not in new]
+            changes = ", ".join(added + removed) or "same keys, order or comments changed"
+            verb = "created" if current is None else "updated"
+            self.log(f"{verb} {target}: {len(new)} CA key(s) ({changes})")
+        self._remember(path, etag, body)
+
+    def _install_krl(self, path: str, target: Path) -> None:
+        current = _read(target)
+        fetched = self._fetch(path, "application/octet-stream", MAX_KRL_BYTES, current)
+        if fetched is None:
+            return
+        body, etag = fetched
+        summary = check_krl(body)
+        if body != current:
+            old = _quiet_check_krl(current)
+            if old is not None and summary.generation < old.generation:
+                raise BadResponse(
+                    f"KRL generation {summary.generation} is older than the installed "
+                    f"{old.generation} (delete {target} to accept an older KRL)"
+                )
+            write_atomically(target, body)
+            before = f"generation {old.generation}, {old.serials}" if old else "unreadable, ?"
+            self.log(
+                f"updated {target}: {before} -> generation {summary.generation}, "
+                f"{summary.serials} revoked serial(s)"
+            )
+        self._remember(path, etag, body)
+
+    def _fetch(
+        self, path: str, media_type: str, limit: int, current: bytes | None
+    ) -> tuple[bytes, str | None] | None:
+        """(body, ETag) of a 200 answer, or None for 304; refuses everything else."""
+        tags = self._tags_for(path, current)
+        # S310: the scheme is https, or http to loopback, checked by check_even_url.
+        request = urllib.request.Request(  # noqa: S310
+            self.base_url + path,
+            headers={"Accept": media_type, "User-Agent": f"odd/{__version__}"},
+        )
+        if tags:
+            request.add_header("If-None-Match", ", ".join(tags))
+        try:
+            with self._opener.open(request, timeout=self.settings.timeout) as response:
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+                etag = response.headers.get("ETag")
+                body = response.read(limit + 1)
+        except urllib.error.HTTPError as exc:
+            with contextlib.closing(exc):
+                _refuse_unless_not_modified(exc, tags)
+            return None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise BadResponse(f"TLS certificate not trusted ({reason.verify_message})") from exc
+            raise EvenUnavailable(f"cannot reach Even ({reason})") from exc
+        if status != 200:
+            raise BadResponse(f"unexpected HTTP {status}")
+        got = content_type.split(";")[0].strip().lower()
+        if got != media_type:
+            raise BadResponse(f"Content-Type is {got or 'missing'!r}, not {media_type}")
+        if not body:
+            raise BadResponse("empty body")
+        if len(body) > limit:
+            raise BadResponse(f"body larger than {limit} bytes")
+        return body, etag
+
+    def _tags_for(self, path: str, current: bytes | None) -> list[str]:
+        if current is None:
+            return []
+        digest = _sha256(current)
+        tags = [f'"{digest}"']
+        remembered = self._etags.get(path)
+        if remembered is not None and remembered[1] == digest and remembered[0] not in tags:
+            tags.insert(0, remembered[0])
+        return tags
+
+    def _remember(self, path: str, etag: str | None, body: bytes) -> None:
+        # Called once `body` is what the file holds: only then may its ETag be sent back. An
+        # ETag is echoed into a request header, so only RFC 9110's syntax is kept.
+        if etag and _ETAG_RE.fullmatch(etag):
+            self._etags[path] = (etag, _sha256(body))
+        else:
+            self._etags.pop(path, None)
+
+
+def _clean(text: str, limit: int = 200) -> str:
+    """Server-chosen text made safe for a log line: printable ASCII only, bounded."""
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text[:limit])
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, SyncError):
+        return f"cannot write: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _refuse_unless_not_modified(exc: urllib.error.HTTPError, tags: list[str]) -> None:
+    """Return for a 304 to a conditional request; raise the right error for any other status."""
+    if exc.code == 304 and tags:
+        return
+    if exc.code == 304:
+        raise BadResponse("304 Not Modified to a request without If-None-Match")
+    if 300 <= exc.code < 400:
+        where = exc.headers.get("Location", "?") if exc.headers else "?"
+        raise BadResponse(f"redirect ({exc.code}) to {_clean(where)} refused")
+    if exc.code >= 500:
+        raise EvenUnavailable(f"Even answered HTTP {exc.code}")
+    raise BadResponse(f"Even answered HTTP {exc.code} {_clean(str(exc.reason))}")
+
+
+def parse_ca_keys(body: bytes) -> list[PublicKey]:
+    """Every line of `body` as a public key (`TYPE BASE64 [comment]`); raise `BadResponse`."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadResponse("CA keys: not ASCII text") from None
+    if not text.endswith("\n"):
+        raise BadResponse("CA keys: no final newline (truncated?)")
+    keys = []
+    # Split on "\n" only: str.splitlines() would also split on \x1c, \x85 and friends.
+    for number, line in enumerate(text[:-1].split("\n"), start=1):
+        fields = line.split(" ")
+        comment = " ".join(fields[2:])
+        if len(fields) < 2 or any(not c.isprintable() for c in comment):
+            raise BadResponse(f"CA keys: line {number} is not `TYPE BASE64 [comment]`")
+        try:
+            keys.append(parse_public_key(fields[0], fields[1]))
+        except InvalidKey as exc:
+            raise BadResponse(f"CA keys: line {number}: {exc}") from None
+    return keys
+
+
+def check_krl(body: bytes) -> KrlSummary:
+    """Check `body` is a KRL OpenSSH will load (structure, not policy); raise `BadResponse`."""
+    if not body.startswith(KRL_MAGIC):
+        raise BadResponse("KRL: bad magic (not an OpenSSH KRL)")
+    reader = _Wire(body)
+    reader.take(len(KRL_MAGIC))
+    if reader.u32() != KRL_FORMAT_VERSION:
+        raise BadResponse("KRL: unsupported format version")
+    generation = reader.u64()
+    reader.take(16)  # generated date, flags
+    reader.string()  # reserved
+    if b"\0" in reader.string():
+        raise BadResponse("KRL: NUL in comment")
+    serials = sections = 0
+    while not reader.done():
+        kind, section = reader.u8(), _Wire(reader.string())
+        if kind not in _KRL_SECTIONS:
+            raise BadResponse(f"KRL: section type {kind} that OpenSSH would refuse")
+        sections += 1
+        if kind == 1:
+            serials += _check_certificates(section)
+            continue
+        while not section.done():
+            item = section.string()
+            if len(item) != _HASH_LENGTHS.get(kind, len(item)) or not item:
+                raise BadResponse("KRL: malformed key or hash entry")
+    return KrlSummary(generation=generation, serials=serials, sections=sections)
+
+
+def _check_certificates(section: _Wire) -> int:
+    _check_key_blob(section.string())
+    section.string()  # reserved
+    count = 0
+    while not section.done():
+        kind, sub = section.u8(), _Wire(section.string())
+        if kind == _CERT_SERIAL_LIST:
+            while not sub.done():
+                _nonzero(sub.u64())
+                count += 1
+        elif kind == _CERT_SERIAL_RANGE:
+            low, high = _nonzero(sub.u64()), sub.u64()
+            if low > high:
+                raise BadResponse("KRL: serial range runs backwards")
+            count += high - low + 1
+        elif kind == _CERT_SERIAL_BITMAP:
+            offset, bitmap = sub.u64(), sub.string()
+            value = int.from_bytes(bitmap, "big")
+            # OpenSSH's bignum rules: not negative, at most 2048 bytes plus a 0x00 sign byte.
+            sign_byte = bitmap[:1] == b"\0"
+            if (bitmap and bitmap[0] & 0x80) or len(bitmap) > _MAX_BIGNUM + sign_byte:
+                raise BadResponse("KRL: negative or oversized serial bitmap")
+            if (offset == 0 and value & 1) or offset + value.bit_length() - 1 >= 2**64:
+                raise BadResponse("KRL: bitmap holds serial 0 or wraps past 2^64")
+            count += value.bit_count()
+        elif kind == _CERT_KEY_ID:
+            while not sub.done():
+                sub.string()
+        else:
+            raise BadResponse(f"KRL: certificate subsection type {kind:#x} OpenSSH would refuse")
+        if not sub.done():
+            raise BadResponse("KRL: trailing bytes in a certificate subsection")
+    return count
+
+
+def _check_key_blob(blob: bytes) -> None:
+    # sshd fails the whole KRL on a CA key it cannot parse, and then refuses every login.
+    key_type = _Wire(blob).string().decode("ascii", errors="replace")
+    try:
+        parse_public_key(key_type, base64.b64encode(blob).decode("ascii"))
+    except InvalidKey as exc:
+        raise BadResponse(f"KRL: CA key: {exc}") from None
+
+
+def _nonzero(serial: int) -> int:
+    if serial == 0:
+        raise BadResponse("KRL: serial 0 (OpenSSH refuses the whole file)")
+    return serial
+
+
+class _Wire:
+    """Bounds-checked reads of SSH wire types; a shortfall is a `BadResponse`."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+    def take(self, count: int) -> bytes:
+        if count > len(self.data) - self.pos:
+            raise BadResponse("KRL: truncated")
+        self.pos += count
+        return self.data[self.pos - count : self.pos]
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self.take(8), "big")
+
+    def string(self) -> bytes:
+        return self.take(self.u32())
+
+
+def empty_krl(generated_date: int, generation: int = 0) -> bytes:
+    """A valid KRL that revokes nothing."""
+    header = struct.pack(">IQQQ", KRL_FORMAT_VERSION, generation, generated_date, 0)
+    return KRL_MAGIC + header + struct.pack(">II", 0, 0)  # empty reserved, empty comment
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` by `data`: temp file in the same directory, fsync, rename, mode 0644."""
+    if not data:
+        raise SyncError(f"refusing to write an empty {path}")
+    directory = path.parent
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp makes 0600; sshd reads as root
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    # The rename itself must survive a crash, or sshd could find the old file (or none).
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def check_even_url(url: str) -> str:
+    """The base URL without a trailing slash; https, or http to a loopback address only."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise UsageError(f"--even-url {url!r}: invalid port") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"--even-url {url!r}: need https://HOST[:PORT][/PATH]")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise UsageError(f"--even-url {url!r}: no user info, query or fragment")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise UsageError("--even-url: whitespace or control characters")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise UsageError(f"--even-url {url!r}: must use https (plain http only to loopback)")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises HTTPError with the 3xx code
+
+
+def _opener(base_url: str, cacert: Path | None) -> urllib.request.OpenerDirector:
+    if cacert is not None and not base_url.startswith("https:"):
+        raise UsageError("--cacert applies only to an https --even-url")
+    try:
+        context = ssl.create_default_context(cafile=str(cacert) if cacert else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--cacert {cacert}: cannot load CA certificates: {exc}") from exc
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    # Loopback never goes through a proxy from the environment; other hosts honour it.
+    proxies = urllib.request.ProxyHandler({} if _is_loopback(host) else None)
+    return urllib.request.build_opener(
+        proxies, urllib.request.HTTPSHandler(context=context), _NoRedirects()
+    )
+
+
+def check_interval(seconds: float) -> float:
+    """`--interval` within bounds: not a busy loop against Even, not effectively never."""
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+        raise UsageError(f"--interval must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:g} s")
+    return seconds
+
+
+def run_loop(syncer: Syncer, interval: float, stop: threading.Event) -> None:
+    """Sync every `interval` seconds until `stop` is set; failures are logged, not fatal."""
+    while not stop.is_set():
+        try:
+            syncer.sync_once()
+        except (SyncError, OSError) as exc:
+            syncer.log(f"error: {exc}")
+        stop.wait(interval)  # wakes at once on SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGTERM/SIGINT while inside; restore the previous handlers after."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _quiet_parse_ca(body: bytes | None) -> list[PublicKey]:
+    try:
+        return parse_ca_keys(body) if body is not None else []
+    except BadResponse:
+        return []
+
+
+def _quiet_check_krl(body: bytes | None) -> KrlSummary | None:
+    # An unreadable installed KRL has no generation to protect; sshd refuses all keys with it.
+    try:
+        return check_krl(body) if body is not None else None
+    except BadResponse:
+        return None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+SYSTEMD_EXAMPLE = """\
+# /etc/systemd/system/odd-sync.service
+[Unit]
+Description=Fetch Even's CA keys and KRL for sshd (odd sync)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/odd sync --once --even-url https://even.example.org
+# It writes only the two files sshd reads.
+ProtectSystem=strict
+ReadWritePaths=/etc/ssh
+PrivateTmp=yes
+NoNewPrivileges=yes
+
+# /etc/systemd/system/odd-sync.timer  (enable with: systemctl enable --now odd-sync.timer)
+[Unit]
+Description=Run odd sync every minute
+
+[Timer]
+OnBootSec=10s
+OnUnitActiveSec=60s
+# Spread many hosts' requests to Even.
+RandomizedDelaySec=15s
+
+[Install]
+WantedBy=timers.target
+"""
