@@ -1,19 +1,25 @@
 """The request-access flow: key pair → POST → certificates and receipt on disk → ssh argv.
 
-Kept apart from the CLI so `piu ssh` and tunnels can reuse it. Order matters: a certificate
-is written only after it was checked to certify piu's own key, and the receipt (Even's signed
+Kept apart from the CLI so `piu ssh` and tunnels reuse it. Order matters: a certificate is
+written only after it was checked to certify piu's own key, and the receipt (Even's signed
 proof that the grant is in the audit log) is kept before anything is shown to the user.
+Certificate grants are then recorded in `piu.grants`, which `piu ssh` consults first
+(`held_connection`); loading into the ssh-agent is a separate, optional step (`add_to_agent`).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from piu import grants
 from piu.errors import BadResponse, UsageProblem
 from piu.files import append_line, certificate_path, ensure_private_dir, write_private
+from piu.grants import HeldGrant
 from piu.keys import KeyPair, check_certificate, ensure_key_pair
 from piu.models import AccessRequestBody, Grant
 from piu.paths import Paths
@@ -61,7 +67,15 @@ def split_target(target: str) -> tuple[str | None, str]:
     return (login if sep else None), host
 
 
-def request_access(client: EvenClient, paths: Paths, spec: AccessSpec) -> Outcome:
+def request_access(
+    client: EvenClient,
+    paths: Paths,
+    spec: AccessSpec,
+    *,
+    now: float | None = None,
+    ssh_options: Sequence[str] = (),
+) -> Outcome:
+    """Ask Even, keep what it answered; `now` (epoch seconds) prunes the grant index."""
     key = ensure_key_pair(paths.ssh_dir)
     body = AccessRequestBody(
         hostname=spec.hostname,
@@ -82,11 +96,76 @@ def request_access(client: EvenClient, paths: Paths, spec: AccessSpec) -> Outcom
         bastion_cert_file = _save_certificate(
             paths, key, grant.bastion, grant.id, grant.bastion_certificate
         )
+    if cert_file is not None and grant.certificate is not None:
+        _remember(paths, grant, grant.certificate, cert_file, bastion_cert_file, now)
     target = Hop(grant.login, grant.hostname, cert_file)
     # On the bastion the requester logs in as themselves (principal <username>@<bastion>).
     jump = None if grant.bastion is None else Hop(grant.username, grant.bastion, bastion_cert_file)
-    argv = ssh_argv(key.private_path, target, jump)
+    argv = ssh_argv(key.private_path, target, jump, ssh_options)
     return Outcome(grant, key, cert_file, bastion_cert_file, argv)
+
+
+def held_connection(
+    paths: Paths, spec: AccessSpec, now: float, ssh_options: Sequence[str] = ()
+) -> tuple[HeldGrant, list[str]] | None:
+    """A still-valid grant piu holds for the spec's login@host, and its ssh argv; or None."""
+    if spec.mode != "certificate" or not paths.identity_file.exists():
+        return None  # no key yet means no certificate for it either
+    key = ensure_key_pair(paths.ssh_dir)
+    held = grants.find(
+        paths, key, now, hostname=spec.hostname, login=spec.login, bastion=spec.bastion
+    )
+    if held is None:
+        return None
+    target = Hop(held.login, held.hostname, Path(held.certificate_file))
+    jump = None
+    if held.bastion is not None and held.bastion_certificate_file is not None:
+        jump = Hop(held.username, held.bastion, Path(held.bastion_certificate_file))
+    return held, ssh_argv(key.private_path, target, jump, ssh_options)
+
+
+def add_to_agent(outcome: Outcome, socket_path: str, now: float) -> int:
+    """Load the grant's certificates into the agent until they expire; the lifetime given.
+
+    Raises AgentError; the caller decides that this is only worth a warning.
+    """
+    from piu.agent import add_certificate, certificate_valid_before
+
+    lifetime = 0
+    g = outcome.grant
+    for certificate, host in ((g.certificate, g.hostname), (g.bastion_certificate, g.bastion)):
+        if certificate is None or host is None:
+            continue
+        lifetime = certificate_valid_before(certificate) - int(now)
+        comment = f"piu:{g.id}:{host}"
+        add_certificate(socket_path, outcome.key.private_path, certificate, lifetime, comment)
+    return lifetime
+
+
+def _remember(
+    paths: Paths,
+    grant: Grant,
+    certificate: str,
+    cert_file: Path,
+    bastion_cert_file: Path | None,
+    now: float | None,
+) -> None:
+    from piu.agent import certificate_valid_before
+
+    valid_before = certificate_valid_before(certificate)
+    if grant.bastion_certificate is not None:
+        valid_before = min(valid_before, certificate_valid_before(grant.bastion_certificate))
+    held = HeldGrant(
+        id=grant.id,
+        username=grant.username,
+        login=grant.login,
+        hostname=grant.hostname,
+        bastion=grant.bastion,
+        certificate_file=str(cert_file),
+        bastion_certificate_file=_str_or_none(bastion_cert_file),
+        valid_before=valid_before,
+    )
+    grants.record(paths, held, time.time() if now is None else now)
 
 
 def _check_complete(grant: Grant, key: KeyPair) -> None:

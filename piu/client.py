@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from piu import __version__
+from piu.debug import add_secret, http_hooks
 from piu.errors import (
     BadResponse,
     ConfigError,
@@ -51,6 +52,12 @@ DENIAL_CODES = frozenset({"reason_rejected", "lifetime_too_long", "login_not_all
 UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_TIMEOUT = 30.0  # seconds; a push-mode grant waits for the hosts
 MAX_RETRY_WAIT = 5.0  # a 429 asking for longer is reported rather than waited out
+REAUTH_HINT = "run `piu login` (or get a fresh token for PIU_TOKEN / --token-command)"
+DENIAL_HINTS = {
+    "reason_rejected": "give a reason the rule accepts, e.g. a ticket id: piu HOST 'INC-123 …'",
+    "lifetime_too_long": "ask for less with -t MIN; `piu whoami` shows each rule's maximum",
+}
+DENIAL_HINT = "`piu whoami` lists what you may request"
 
 
 class EvenClient:
@@ -63,10 +70,14 @@ class EvenClient:
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
+        reauth_hint: str = REAUTH_HINT,
     ) -> None:
         self.base_url = base_url
         self._sleep = sleep or time.sleep
+        self._reauth_hint = reauth_hint  # what to do after a 401 depends on the token's source
+        add_secret(token)
         self._http = httpx.Client(
+            event_hooks=http_hooks(),
             base_url=base_url,
             headers={
                 "Authorization": f"Bearer {token}",
@@ -133,7 +144,7 @@ class EvenClient:
             break
         if resp.is_success:
             return resp
-        raise _status_error(resp)
+        raise _status_error(resp, self._reauth_hint)
 
     @staticmethod
     def _json(resp: httpx.Response) -> object:
@@ -191,19 +202,18 @@ def problem_of(resp: httpx.Response) -> Problem:
     )
 
 
-def _status_error(resp: httpx.Response) -> PiuError:
+def _status_error(resp: httpx.Response, reauth_hint: str = REAUTH_HINT) -> PiuError:
     problem = problem_of(resp)
     status, summary = resp.status_code, problem.summary()
     if status == 401:
         return TokenRejected(
-            f"Even did not accept your token: {summary}",
-            hint="get a fresh token (PIU_TOKEN or --token-command)",
-            problem=problem,
+            f"Even did not accept your token: {summary}", hint=reauth_hint, problem=problem
         )
     if status == 403 or (status == 422 and problem.code in DENIAL_CODES):
+        # Even's detail names the rule and what it wants ("rule sre-prod: the reason must …").
         return Denied(
-            f"denied by Even: {summary}",
-            hint="`piu whoami` lists what you may request",
+            f"denied: {summary}",
+            hint=DENIAL_HINTS.get(problem.code or "", DENIAL_HINT),
             problem=problem,
         )
     if status in UNAVAILABLE_STATUSES:

@@ -52,7 +52,15 @@ class NotAuthenticated(PiuError):
 
 
 class NotLoggedIn(NotAuthenticated):
-    """No token source is configured."""
+    """No token source is configured, or the login cache is missing or for another issuer."""
+
+
+class TokenExpired(NotLoggedIn):
+    """The cached login token expired and could not be refreshed."""
+
+
+class LoginFailed(NotAuthenticated):
+    """The device flow ended without a token: denied in the browser, code expired, refused."""
 
 
 class TokenCommandFailed(NotAuthenticated):
@@ -75,6 +83,10 @@ class Unavailable(PiuError):
 
 class Unreachable(Unavailable):
     """No HTTP answer at all: connection refused, DNS failure, timeout."""
+
+
+class IdpUnavailable(Unavailable):
+    """The OIDC issuer did not answer, or answered 5xx, during login or refresh."""
 
 
 # exit 1: everything else

@@ -1,4 +1,4 @@
-"""Where piu keeps its files: configuration, state (receipts) and its SSH directory.
+"""Where piu keeps its files: configuration, login token, state (receipts, grants) and SSH keys.
 
 Everything derives from HOME and the XDG base-directory variables of the environment passed
 in, so users and tests move it all by setting them. Relative XDG values are ignored, as the
@@ -23,8 +23,18 @@ class Paths:
         return self.config_dir / "piu.yaml"
 
     @property
+    def token_file(self) -> Path:
+        """The `piu login` cache (SPEC §9: 0600, in the XDG config dir)."""
+        return self.config_dir / "token.json"
+
+    @property
     def receipts_file(self) -> Path:
         return self.state_dir / "receipts.jsonl"
+
+    @property
+    def grants_file(self) -> Path:
+        """Index of certificate grants, so `piu ssh` can reuse one that is still valid."""
+        return self.state_dir / "grants.json"
 
     @property
     def identity_file(self) -> Path:

@@ -4,13 +4,15 @@ Server-provided strings (reasons above all) may hold control characters or bidi 
 that would drive the terminal or make a line read differently than it is; `escape` shows
 every non-printable character as a Python-style escape (`\\x1b`, `\\u202e`) and a backslash
 as `\\\\`, so what is shown is unambiguous. JSON output escapes everything non-ASCII.
+Colour (ANSI SGR) is added only where the caller says so (a terminal, NO_COLOR unset), and
+only around text piu has already escaped, so a server string can never end or start one.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -74,6 +76,17 @@ _TSV_FIELDS = (
     "reason",
 )
 _COLUMNS = ("ID", "STATUS", "USER", "TARGET", "MODE", "VALID BEFORE", "REASON")
+_STATUS_COLUMN = 1
+GREEN, RED, YELLOW, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m"
+STATUS_COLOURS = {
+    "GRANTED": GREEN,
+    "DENIED": RED,
+    "FAILED": RED,
+    "EXPIRED": DIM,
+    "REVOKED": DIM,
+    "PUSHING": YELLOW,
+    "PENDING_APPROVAL": YELLOW,
+}
 
 
 def _row(item: AccessRequest) -> tuple[str, ...]:
@@ -89,10 +102,19 @@ def _row(item: AccessRequest) -> tuple[str, ...]:
     )
 
 
-def access_table(page: Page) -> str:
+def access_table(page: Page, *, colour: bool = False) -> str:
     if not page.items:
         return "no access requests"
-    return _table([_COLUMNS, *(_row(i) for i in page.items)])
+    rows = [_COLUMNS, *(_row(i) for i in page.items)]
+    paint = _paint_status if colour else None
+    return _table(rows, paint)
+
+
+def _paint_status(row: int, column: int, cell: str) -> str:
+    if row == 0 or column != _STATUS_COLUMN:
+        return cell
+    code = STATUS_COLOURS.get(cell.strip())
+    return f"{code}{cell}{RESET}" if code else cell
 
 
 def access_tsv(page: Page) -> str:
@@ -132,8 +154,16 @@ def _list(values: Sequence[str]) -> str:
     return ", ".join(escape(v) for v in values) if values else "-"
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
+def _table(
+    rows: Sequence[Sequence[str]], paint: Callable[[int, int, str], str] | None = None
+) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    lines = []
+    for n, row in enumerate(rows):
+        # Pad first, colour after: escape codes have no width on screen.
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
+        cells[-1] = cells[-1].rstrip()
+        if paint is not None:
+            cells = [paint(n, i, cell) for i, cell in enumerate(cells)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

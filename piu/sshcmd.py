@@ -9,15 +9,22 @@ with the bastion's certificate. ssh runs a ProxyCommand through the user's shell
 shlex quoting inside it. ssh expands %-tokens in key and certificate paths and splits `-o`
 values on spaces, so paths are quoted for ssh and paths containing `%`, `"` or `\\` are
 refused rather than mangled.
+
+`--tunnel L:R` becomes `-N -L 127.0.0.1:L:localhost:R`: local port L, on loopback only (even
+if the user's ssh_config says GatewayPorts yes, a tunnel into production is not for the LAN),
+forwarded to port R on the target itself (`localhost` as the target resolves it); `-N` because
+a tunnel needs no remote command.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from piu.errors import LocalFileError
+from piu.errors import LocalFileError, UsageProblem
 
 SSH = "ssh"
 
@@ -31,13 +38,33 @@ class Hop:
     certificate: Path | None
 
 
-def ssh_argv(identity: Path, target: Hop, jump: Hop | None = None) -> list[str]:
+_TUNNEL_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})")
+
+
+def ssh_argv(
+    identity: Path, target: Hop, jump: Hop | None = None, options: Sequence[str] = ()
+) -> list[str]:
+    """`options` (e.g. from `tunnel_options`) go before the destination."""
     argv = [SSH, *_identity_options(identity, target.certificate)]
     if jump is not None:
         inner = [SSH, *_identity_options(identity, jump.certificate)]
         inner += ["-W", "%h:%p", f"{jump.login}@{jump.host}"]
         argv += ["-o", f"ProxyCommand={shlex.join(inner)}"]
-    return [*argv, f"{target.login}@{target.host}"]
+    return [*argv, *options, f"{target.login}@{target.host}"]
+
+
+def tunnel_options(spec: str) -> list[str]:
+    """`L:R` → ssh options forwarding 127.0.0.1:L here to localhost:R on the target."""
+    match = _TUNNEL_RE.fullmatch(spec)
+    ports = [int(p) for p in match.groups()] if match else []
+    if not ports or not all(1 <= p <= 65535 for p in ports):
+        raise UsageProblem(
+            f"--tunnel expects LOCAL_PORT:REMOTE_PORT (1-65535), got {spec!r}",
+            hint="e.g. --tunnel 15432:5432 makes the target's port 5432 reachable at"
+            " 127.0.0.1:15432",
+        )
+    local, remote = ports
+    return ["-N", "-L", f"127.0.0.1:{local}:localhost:{remote}"]
 
 
 def _identity_options(identity: Path, certificate: Path | None) -> list[str]:

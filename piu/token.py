@@ -1,9 +1,10 @@
-"""Where piu's bearer token comes from: --token-command, then PIU_TOKEN.
+"""Where piu's bearer token comes from: --token-command, then PIU_TOKEN, then `piu login`.
 
 `--token-command CMD` is split like a shell would (shlex) but run without one, so nothing in
 CMD is expanded or interpreted; its stdout is the token, its stderr and stdin stay the
-user's (so the command can prompt). The cached `piu login` token slots in after PIU_TOKEN.
-The token is never part of an error message.
+user's (so the command can prompt). The cached `piu login` token (`piu.login`) comes last,
+passed in as a function so this module stays free of HTTP. The token is never part of an
+error message, and each one is registered with `piu.debug` so `-v` masks it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from piu.debug import add_secret
 from piu.errors import NotAuthenticated, NotLoggedIn, TokenCommandFailed, UsageProblem
 
 TOKEN_COMMAND_TIMEOUT = 120.0  # seconds; long enough for a command that prompts
@@ -20,13 +23,37 @@ TOKEN_COMMAND_TIMEOUT = 120.0  # seconds; long enough for a command that prompts
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 
 
-def resolve_token(env: Mapping[str, str], token_command: str | None = None) -> str:
+@dataclass(frozen=True)
+class Credential:
+    token: str = field(repr=False)  # never in a repr, so never in a traceback either
+    source: str  # "--token-command", "PIU_TOKEN" or "login": decides the hint after a 401
+
+
+def resolve_credential(
+    env: Mapping[str, str],
+    token_command: str | None = None,
+    cached: Callable[[], str] | None = None,
+) -> Credential:
     if token_command is not None:
-        return _run_token_command(token_command)
-    token = env.get("PIU_TOKEN", "").strip()
-    if token:
-        return _checked(token, "PIU_TOKEN")
-    raise NotLoggedIn("not logged in: set PIU_TOKEN or pass --token-command")
+        credential = Credential(_run_token_command(token_command), "--token-command")
+    elif env.get("PIU_TOKEN", "").strip():
+        credential = Credential(_checked(env["PIU_TOKEN"].strip(), "PIU_TOKEN"), "PIU_TOKEN")
+    elif cached is not None:
+        credential = Credential(_checked(cached(), "the cached login token"), "login")
+    else:
+        raise NotLoggedIn(
+            "not logged in: run `piu login`", hint="or set PIU_TOKEN, or pass --token-command CMD"
+        )
+    add_secret(credential.token)
+    return credential
+
+
+def resolve_token(
+    env: Mapping[str, str],
+    token_command: str | None = None,
+    cached: Callable[[], str] | None = None,
+) -> str:
+    return resolve_credential(env, token_command, cached).token
 
 
 def _run_token_command(command: str) -> str:

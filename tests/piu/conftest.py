@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
-    for name in ("PIU_TOKEN", "PIU_EVEN_URL", "PIU_BASTION", "PIU_CACERT", "PIU_CONFIG"):
+    # Nothing of the developer's own setup may leak in: their config, token, agent, display.
+    for name in list(os.environ):
+        if name.startswith("PIU_"):
+            monkeypatch.delenv(name)
+    for name in ("SSH_AUTH_SOCK", "DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "NO_COLOR", "CI"):
         monkeypatch.delenv(name, raising=False)
     yield home
 

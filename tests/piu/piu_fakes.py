@@ -135,21 +135,128 @@ def problem(
 
 @dataclass
 class Piu:
-    """Runs the CLI in-process against the fake, recording sleeps and exec calls."""
+    """Runs the CLI in-process against the fakes, recording sleeps, exec calls, browsers."""
 
     fake: FakeEven
     home: Path
+    idp: FakeIdp | None = None
+    now: float | None = None  # None: the real clock
+    tty_in: bool = False
+    tty_out: bool = False
     sleeps: list[float] = field(default_factory=list)
     execs: list[tuple[str, list[str]]] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
 
-    def __call__(self, *args: str) -> Result:
+    def __call__(self, *args: str, input: str | None = None) -> Result:
         runtime = Runtime(
             transport=self.fake.transport(),
+            idp_transport=self.idp.transport() if self.idp else None,
             sleep=self.sleeps.append,
+            clock=self.clock,
             execvp=lambda file, argv: self.execs.append((file, argv)),
+            stdin_isatty=lambda: self.tty_in,
+            stdout_isatty=lambda: self.tty_out,
+            open_browser=lambda url: self.opened.append(url) is None,
         )
-        return CliRunner().invoke(cli, list(args), obj=runtime)
+        return CliRunner().invoke(cli, list(args), obj=runtime, input=input)
+
+    def clock(self) -> float:
+        return time.time() if self.now is None else self.now
 
     @property
     def ssh_dir(self) -> Path:
         return self.home / ".ssh" / "piu"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / "config" / "piu"
+
+
+# -- a fake OIDC issuer (discovery, device flow, refresh, revocation) ----------------------
+
+ISSUER = "https://idp.example.com"
+
+
+def b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def fake_jwt(claims: dict[str, Any]) -> str:
+    """A JWT-shaped token; piu never verifies it (Even does), it only reads claims."""
+    header = b64url(json.dumps({"alg": "ES256", "typ": "at+jwt"}).encode())
+    return f"{header}.{b64url(json.dumps(claims).encode())}.c2lnbmF0dXJl"
+
+
+@dataclass
+class FakeIdp:
+    """Answers like an OIDC issuer; `polls` scripts the device-flow token answers in order."""
+
+    issuer: str = ISSUER
+    polls: list[str] = field(default_factory=list)  # error codes; when empty: success
+    refresh_error: str | None = None
+    with_refresh: bool = True
+    expires_in: int = 600
+    requests: list[httpx.Request] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    discovery_issuer: str | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def token(self, user: str = "alice") -> str:
+        n = len(self.issued)
+        token = fake_jwt({"preferred_username": user, "aud": "even", "n": n, "exp": 2_000_000_000})
+        self.issued.append(token)
+        return token
+
+    def form(self, request: httpx.Request) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(request.content.decode()))
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if path == "/.well-known/openid-configuration":
+            return httpx.Response(
+                200,
+                json={
+                    "issuer": self.discovery_issuer or self.issuer,
+                    "device_authorization_endpoint": f"{self.issuer}/device/auth",
+                    "token_endpoint": f"{self.issuer}/token",
+                    "revocation_endpoint": f"{self.issuer}/token/revocation",
+                },
+            )
+        if path == "/device/auth":
+            return httpx.Response(
+                200,
+                json={
+                    "device_code": "device-code-secret-123",
+                    "user_code": "WDJB-MJHT",
+                    "verification_uri": f"{self.issuer}/device",
+                    "verification_uri_complete": f"{self.issuer}/device?user_code=WDJB-MJHT",
+                    "expires_in": 600,
+                    "interval": 2,
+                },
+            )
+        if path == "/token/revocation":
+            return httpx.Response(200)
+        if path == "/token":
+            return self.token_answer(self.form(request))
+        return httpx.Response(404)
+
+    def token_answer(self, form: dict[str, str]) -> httpx.Response:
+        if form["grant_type"] == "refresh_token" and self.refresh_error:
+            return httpx.Response(400, json={"error": self.refresh_error})
+        if form["grant_type"] != "refresh_token" and self.polls:
+            return httpx.Response(400, json={"error": self.polls.pop(0)})
+        body: dict[str, Any] = {
+            "access_token": self.token(),
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+        if self.with_refresh:
+            body["refresh_token"] = f"refresh-token-{len(self.issued)}"
+        return httpx.Response(200, json=body)

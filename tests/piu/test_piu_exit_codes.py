@@ -19,7 +19,8 @@ def test_no_token_is_3(run: Piu, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PIU_TOKEN")
     result = run(HOST, "debug INC-1")
     assert result.exit_code == 3
-    assert "not logged in: set PIU_TOKEN or pass --token-command" in result.stderr
+    assert "piu: not logged in: run `piu login`" in result.stderr
+    assert "PIU_TOKEN" in result.stderr and "--token-command" in result.stderr
     assert run.fake.requests == []
     assert not run.ssh_dir.exists()  # nothing created before the token is known
 
@@ -39,14 +40,24 @@ def test_403_is_4(run: Piu) -> None:
     run.fake.queue.append(lambda r: problem(403, "no_matching_rule", "no rule allows this"))
     result = run(HOST, "debug INC-1")
     assert result.exit_code == 4
-    assert "denied by Even: no rule allows this [no_matching_rule]" in result.stderr
+    assert "piu: denied: no rule allows this [no_matching_rule]" in result.stderr
     assert "piu whoami" in result.stderr
 
 
-@pytest.mark.parametrize("code", ["reason_rejected", "lifetime_too_long", "login_not_allowed"])
-def test_policy_422_is_4(run: Piu, code: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("reason_rejected", "a ticket id"),
+        ("lifetime_too_long", "-t MIN"),
+        ("login_not_allowed", "piu whoami"),
+    ],
+)
+def test_policy_422_is_4_with_a_hint(run: Piu, code: str, hint: str) -> None:
     run.fake.queue.append(lambda r: problem(422, code, "rule sre-prod says no"))
-    assert run(HOST, "debug").exit_code == 4
+    result = run(HOST, "debug")
+    assert result.exit_code == 4
+    assert f"piu: denied: rule sre-prod says no [{code}]" in result.stderr
+    assert hint in result.stderr.splitlines()[-1]
 
 
 def test_other_422_is_1(run: Piu) -> None:
