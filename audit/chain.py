@@ -71,8 +71,14 @@ def canonical(value: Any) -> bytes:
     `rfc8785` reference); anything with non-ASCII keys goes through the reference, whose key
     order (UTF-16 code units) can differ from orjson's.
     """
-    check_domain(value)
-    if _ascii_keys(value):
+    try:
+        ascii_keys = _scan(value)
+    except _NotPlain:
+        # Unusual but possibly fine (a subclass, a tuple, a Mapping) or outside the domain:
+        # the slow walk raises UnsafeValue naming the path, or accepts the value.
+        check_domain(value)
+        ascii_keys = _ascii_keys(value)
+    if ascii_keys:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return rfc8785.dumps(value)
 
@@ -80,6 +86,46 @@ def canonical(value: Any) -> bytes:
 def canonical_reference(value: Any) -> bytes:
     """The reference RFC 8785 implementation, for tests and cross-checks."""
     return rfc8785.dumps(value)
+
+
+class _NotPlain(Exception):
+    """`_scan` met something its exact-type fast path does not decide."""
+
+
+def _scan(value: Any) -> bool:
+    """Check the domain and tell whether every key is ASCII, in one walk.
+
+    This is the hot path of export and verification (every record, every value), so it
+    compares exact types, checks leaves inline and builds no paths; whatever it cannot decide
+    that way raises `_NotPlain` for the slower `check_domain`.
+    """
+    kind = type(value)
+    if kind is dict:
+        try:
+            ascii_keys = "".join(value).isascii()
+        except TypeError:  # a non-string key
+            raise _NotPlain from None
+        items = value.values()
+    elif kind is list:
+        ascii_keys = True
+        items = value
+    else:
+        items = (value,)
+        ascii_keys = True
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                continue
+            raise _NotPlain
+        if kind is dict or kind is list:
+            if not _scan(item):
+                ascii_keys = False
+            continue
+        raise _NotPlain
+    return ascii_keys
 
 
 def _ascii_keys(value: Any) -> bool:
@@ -93,7 +139,12 @@ def _ascii_keys(value: Any) -> bool:
 def record_hash(record: Mapping[str, Any]) -> str:
     """The record's hash over every member except `hash` itself."""
     body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(HASH_PREFIX + canonical(body)).hexdigest()
+    return hash_canonical(canonical(body))
+
+
+def hash_canonical(body: bytes) -> str:
+    """The hash of a record whose canonical form without `hash` is `body`."""
+    return hashlib.sha256(HASH_PREFIX + body).hexdigest()
 
 
 @dataclass(frozen=True)

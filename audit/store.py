@@ -1,9 +1,11 @@
 """Audit storage: append chained records inside the caller's transaction; never update or delete.
 
 Only this module talks SQL for the audit log. `append` neither begins nor commits: the use case
-owns the transaction (SQLite `BEGIN IMMEDIATE`), which also serialises appends, so reading the
+owns the transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL an advisory lock taken first, one
+writer order across replicas), which also serialises appends, so reading the
 head and inserting the next record cannot interleave. `UNIQUE(prev_hash)` makes a fork fail
-loudly even if a backend's locking were wrong. Triggers refuse UPDATE and DELETE.
+loudly even if a backend's locking were wrong. Triggers refuse UPDATE and DELETE (PostgreSQL: and
+TRUNCATE) on records and checkpoints alike.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, select
 from sqlalchemy.engine import Connection
 
 from audit.chain import GENESIS_HASH, AuditEvent, seal
@@ -36,18 +38,74 @@ audit_records = Table(
     Column("hash", String(64), nullable=False, unique=True),
 )
 
-SQLITE_APPEND_ONLY_TRIGGERS = (
-    """CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
-       BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
-       BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
+# Signed checkpoints over record `size`, kept so that every export can interleave them.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", Integer, primary_key=True, autoincrement=False),
+    Column("origin", Text, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("audit_records", "audit_checkpoints")
+
+
+def _sqlite_trigger(table: str, action: str) -> str:
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action} BEFORE {action.upper()} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} are append-only'); END"
+    )
+
+
+SQLITE_APPEND_ONLY_TRIGGERS = tuple(
+    _sqlite_trigger(table, action)
+    for table in APPEND_ONLY_TABLES
+    for action in ("update", "delete")
+)
+
+
+# PostgreSQL: row triggers refuse UPDATE/DELETE, a statement trigger TRUNCATE (which fires no
+# row triggers); ENABLE ALWAYS so they fire even under session_replication_role = replica.
+# The app role also lacks those privileges; the triggers stop the owner role too. The same
+# DDL is frozen in even's baseline migration (the schema's real source); this copy serves
+# callers that build the tables from `metadata` directly (tests, benchmarks).
+POSTGRES_GUARD_FUNCTION = """
+CREATE OR REPLACE FUNCTION even_refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% are append-only (% refused)', TG_TABLE_NAME, TG_OP;
+END
+$$"""
+
+
+def _postgres_triggers(table: str) -> tuple[str, ...]:
+    statements: list[str] = []
+    for action, level in (("update", "ROW"), ("delete", "ROW"), ("truncate", "STATEMENT")):
+        name = f"{table}_no_{action}"
+        statements += [
+            f"DROP TRIGGER IF EXISTS {name} ON {table}",
+            f"CREATE TRIGGER {name} BEFORE {action.upper()} ON {table} "
+            f"FOR EACH {level} EXECUTE FUNCTION even_refuse_audit_change()",
+            f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}",
+        ]
+    return tuple(statements)
+
+
+POSTGRES_APPEND_ONLY_TRIGGERS = (
+    POSTGRES_GUARD_FUNCTION,
+    *(statement for table in APPEND_ONLY_TABLES for statement in _postgres_triggers(table)),
 )
 
 
 def install_append_only_guards(conn: Connection) -> None:
-    """Create the storage-level refusal of UPDATE/DELETE (part of the schema)."""
+    """Create the storage-level refusal of UPDATE/DELETE/TRUNCATE (part of the schema)."""
     if conn.dialect.name == "sqlite":
         for statement in SQLITE_APPEND_ONLY_TRIGGERS:
+            conn.exec_driver_sql(statement)
+    elif conn.dialect.name == "postgresql":
+        for statement in POSTGRES_APPEND_ONLY_TRIGGERS:
             conn.exec_driver_sql(statement)
 
 
@@ -86,16 +144,14 @@ def _row_to_record(row: Any) -> dict[str, Any]:
 
 
 def iter_records(
-    conn: Connection, *, after_seq: int = 0, batch: int = 1000
+    conn: Connection, *, after_seq: int = 0, until_seq: int | None = None, batch: int = 1000
 ) -> Iterator[dict[str, Any]]:
-    """All records in seq order, fetched in batches (constant memory)."""
+    """Records in seq order (after `after_seq`, up to `until_seq`), in batches: constant memory."""
     while True:
-        rows = conn.execute(
-            select(audit_records)
-            .where(audit_records.c.seq > after_seq)
-            .order_by(audit_records.c.seq)
-            .limit(batch)
-        ).all()
+        query = select(audit_records).where(audit_records.c.seq > after_seq)
+        if until_seq is not None:
+            query = query.where(audit_records.c.seq <= until_seq)
+        rows = conn.execute(query.order_by(audit_records.c.seq).limit(batch)).all()
         if not rows:
             return
         for row in rows:
@@ -110,3 +166,86 @@ def records_for_request(conn: Connection, request_id: str) -> list[dict[str, Any
         .order_by(audit_records.c.seq)
     ).all()
     return [_row_to_record(r) for r in rows]
+
+
+def query_records(
+    conn: Connection,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    username: str | None = None,
+    login: str | None = None,
+    hostname: str | None = None,
+    record_type: str | None = None,
+    after_seq: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Records matching every given filter, in seq order, after `after_seq`."""
+    table = audit_records
+    conditions = [table.c.seq > after_seq]
+    if since is not None:
+        conditions.append(table.c.time >= since)
+    if until is not None:
+        conditions.append(table.c.time < until)
+    equal = (
+        ("username", username),
+        ("login", login),
+        ("hostname", hostname),
+        ("type", record_type),
+    )
+    conditions += [table.c[column] == value for column, value in equal if value is not None]
+    rows = conn.execute(
+        select(table).where(and_(*conditions)).order_by(table.c.seq).limit(limit)
+    ).all()
+    return [_row_to_record(row) for row in rows]
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def latest_checkpoint(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(audit_checkpoints).order_by(audit_checkpoints.c.size.desc()).limit(1)
+    ).first()
+    return None if row is None else _checkpoint_line(row)
+
+
+def add_checkpoint(conn: Connection, line: dict[str, Any]) -> None:
+    """Store a signed checkpoint line (`{"type": "checkpoint", origin, size, head, …}`)."""
+    conn.execute(
+        audit_checkpoints.insert().values(
+            size=line["size"],
+            origin=line["origin"],
+            head=line["head"],
+            time=line["time"],
+            key_id=line["key_id"],
+            signature=line["signature"],
+        )
+    )
+
+
+def iter_checkpoints(conn: Connection, *, up_to: int) -> Iterator[dict[str, Any]]:
+    rows = conn.execute(
+        select(audit_checkpoints)
+        .where(audit_checkpoints.c.size <= up_to)
+        .order_by(audit_checkpoints.c.size)
+    ).all()
+    for row in rows:
+        yield _checkpoint_line(row)
+
+
+def _checkpoint_line(row: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {"type": "checkpoint"}
+    line.update({str(key): value for key, value in row._mapping.items()})
+    return line
+
+
+def iter_export(conn: Connection, *, up_to: int) -> Iterator[dict[str, Any]]:
+    """Records 1..up_to in seq order, each checkpoint right after record `size` (SPEC §8)."""
+    checkpoints = iter_checkpoints(conn, up_to=up_to)
+    pending = next(checkpoints, None)
+    for record in iter_records(conn, until_seq=up_to):
+        yield record
+        while pending is not None and pending["size"] == record["seq"]:
+            yield pending
+            pending = next(checkpoints, None)

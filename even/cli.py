@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from even.cli_ca import ca as ca_commands
 from even.errors import ConfigError, EvenError
 
 CONFIG_OPTION = click.option(
@@ -112,20 +113,41 @@ def db() -> None:
 
 @db.command()
 @CONFIG_OPTION
-def upgrade(config_file: Path) -> None:
-    """Create or migrate the schema (the only command that runs DDL)."""
+@click.option(
+    "--app-role",
+    help="PostgreSQL: also grant this role what Even serves with (docs/postgresql.md).",
+)
+def upgrade(config_file: Path, app_role: str | None) -> None:
+    """Migrate the schema to this version's head (alembic; the only command that runs DDL).
+
+    Uses `database_admin_url` (the owner role) when set, else `database_url`.
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from even.config import resolve_sqlite_url
     from even.store.db import make_engine
     from even.store.schema import upgrade as upgrade_schema
 
     settings = _load(config_file)
-    url = settings.database_admin_url or settings.resolved_database_url
+    url = resolve_sqlite_url(
+        settings.database_admin_url or settings.database_url, Path(settings.config_dir)
+    )
     try:
-        version = upgrade_schema(make_engine(url))
+        engine = make_engine(url, for_migrations=True)
     except SQLAlchemyError as exc:
-        _fail(f"schema upgrade failed: {type(exc).__name__}")
-    click.echo(f"schema at version {version}")
+        _fail(f"database URL not usable: {type(exc).__name__}")
+    try:
+        revision = upgrade_schema(engine, app_role=app_role)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except SQLAlchemyError as exc:
+        # The driver's first line says what failed (it names no password).
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _fail(f"schema upgrade failed: {type(exc).__name__}: {reason}")
+    finally:
+        engine.dispose()
+    granted = f"; privileges granted to {app_role}" if app_role else ""
+    click.echo(f"schema at revision {revision} (head){granted}")
 
 
 @main.group()
@@ -196,6 +218,8 @@ def _load(config_file: Path) -> Any:
     except ConfigError as exc:
         _fail(exc.message, 2)
 
+
+main.add_command(ca_commands)
 
 if __name__ == "__main__":
     main()

@@ -75,6 +75,24 @@ class StoreUnavailable(EvenError):
     code = "store_unavailable"
 
 
+class Conflict(EvenError):
+    """409: the resource's state does not allow this."""
+
+    code = "conflict"
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    """422: the same Idempotency-Key with another body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInFlight(EvenError):
+    """409: the first request with this key has not finished yet."""
+
+    code = "idempotency_in_flight"
+
+
 class RateLimited(EvenError):
     """429: too many requests from this user, or failed authentications from this address."""
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from audit.signing import AuditSigner
-from even.ca import UserCA, load_ca_key
 from even.clock import Clock, SystemClock
 from even.config import Settings
 from even.errors import ConfigError
@@ -21,6 +20,9 @@ from even.identity.verifier import TokenVerifier, TrustedIssuer
 from even.policy import Policy, load_policy
 from even.ratelimit import RateLimiter
 from even.service.access import AccessService
+from even.service.audit_log import AuditLogService, CheckpointPolicy
+from even.service.ca_registry import CaRegistry
+from even.service.revocation import RevocationService
 from even.store.db import make_engine
 
 
@@ -46,11 +48,13 @@ def build_rate_limits(settings: Settings, clock: Clock) -> RateLimits:
 class Components:
     settings: Settings
     engine: Engine
-    ca: UserCA
+    ca_registry: CaRegistry
     signer: AuditSigner
     verifier: TokenVerifier
     dev_issuer: DevIssuer | None
     access: AccessService
+    audit_log: AuditLogService
+    revocation: RevocationService
     clock: Clock
     rate_limits: RateLimits
 
@@ -95,7 +99,7 @@ def build_verifier(settings: Settings, clock: Clock) -> tuple[TokenVerifier, Dev
 def build_components(settings: Settings, clock: Clock | None = None) -> Components:
     clock = clock or SystemClock()
     engine = make_engine(settings.resolved_database_url)
-    ca = UserCA([load_ca_key(settings.path(name)) for name in settings.ca.keys])
+    ca_registry = CaRegistry(settings=settings, engine=engine, clock=clock)
     try:
         signer = AuditSigner.from_file(settings.path(settings.audit.signing_key))
     except (OSError, ValueError) as exc:
@@ -104,12 +108,33 @@ def build_components(settings: Settings, clock: Clock | None = None) -> Componen
     access = AccessService(
         engine=engine,
         policy=load_settings_policy(settings),
-        ca=ca,
+        ca_registry=ca_registry,
         signer=signer,
         clock=clock,
         bastions=settings.bastions,
     )
+    audit_log = AuditLogService(
+        engine=engine,
+        signer=signer,
+        clock=clock,
+        origin=settings.audit_origin,
+        policy=CheckpointPolicy(
+            every_records=settings.audit.checkpoint_every_records,
+            every_seconds=settings.audit.checkpoint_every_seconds,
+        ),
+    )
     rate_limits = build_rate_limits(settings, clock)
+    revocation = RevocationService(engine=engine, clock=clock, roles_for=access.roles)
     return Components(
-        settings, engine, ca, signer, verifier, dev_issuer, access, clock, rate_limits
+        settings,
+        engine,
+        ca_registry,
+        signer,
+        verifier,
+        dev_issuer,
+        access,
+        audit_log,
+        revocation,
+        clock,
+        rate_limits,
     )

@@ -51,6 +51,24 @@ def make_even_dir(directory: Path, policy: str = TEST_POLICY) -> Path:
     return config
 
 
+def make_live_even_dir(directory: Path, port: int, *, generous_limits: bool = False) -> Path:
+    """An Even config for a server on 127.0.0.1:`port`, schema created; optionally without
+    practical rate limits (for load and fuzzing, where a burst is the point)."""
+    config = make_even_dir(directory)
+    text = config.read_text().replace("http://127.0.0.1:8080", f"http://127.0.0.1:{port}")
+    if generous_limits:
+        for old, new in (
+            ("per_user_per_second: 20", "per_user_per_second: 100000"),
+            ("burst: 40", "burst: 100000"),
+            ("failed_auth_per_ip_per_second: 10", "failed_auth_per_ip_per_second: 100000"),
+        ):
+            assert old in text, old
+            text = text.replace(old, new)
+    config.write_text(text)
+    upgrade(make_engine(load_settings(config).resolved_database_url))
+    return config
+
+
 @pytest.fixture
 def even_config(tmp_path: Path) -> Path:
     config = make_even_dir(tmp_path / "even")

@@ -6,6 +6,7 @@ runs several processes; it reads the config path from EVEN_CONFIG_FILE.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
-from even.api.routes import access, dev_issuer, meta
+from even.api.routes import access, audit, dev_issuer, meta, trust
 from even.clock import Clock
 from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
@@ -24,6 +25,7 @@ from even.wiring import Components, build_components
 
 CONFIG_ENV = "EVEN_CONFIG_FILE"
 log = logging.getLogger("even.api")
+CHECKPOINT_POLL_SECONDS = 1.0
 
 
 def create_app(
@@ -35,11 +37,19 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The policy in force is part of the record: audit its hash at every start.
         try:
+            await run_in_threadpool(components.ca_registry.ensure_seeded)
             await run_in_threadpool(components.access.record_policy_loaded, settings.policy_file)
         except StoreUnavailable:
             # Not ready (e.g. schema not created yet); /readyz says so and the first grant retries.
             log.error("could not record policy.loaded; is the schema current (`even db upgrade`)?")
+        checkpoints = asyncio.create_task(_checkpoint_loop(components))
         yield
+        checkpoints.cancel()
+        try:
+            # A checkpoint at shutdown: the last records are covered before we go.
+            await run_in_threadpool(components.audit_log.checkpoint, force=True)
+        except StoreUnavailable:
+            log.error("could not write the shutdown checkpoint")
         components.engine.dispose()
 
     app = FastAPI(
@@ -55,8 +65,20 @@ def create_app(
     install_handlers(app)
     app.include_router(meta.router)
     app.include_router(access.router)
+    app.include_router(audit.router)
+    app.include_router(trust.router)
     app.include_router(dev_issuer.router)
     return app
+
+
+async def _checkpoint_loop(components: Components) -> None:
+    """Sign a checkpoint whenever one is due (every N records or T seconds)."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_POLL_SECONDS)
+        try:
+            await run_in_threadpool(components.audit_log.checkpoint)
+        except StoreUnavailable:
+            log.warning("checkpoint skipped: the audit store is unavailable")
 
 
 def app_from_environment() -> FastAPI:

@@ -31,6 +31,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.EvenError], int]] = [
     (errors.InvalidRequest, 422),
     (errors.NotFound, 404),
     (errors.RateLimited, 429),
+    (errors.IdempotencyInFlight, 409),
+    (errors.Conflict, 409),
 ]
 TITLES = {
     400: "Bad Request",
@@ -86,6 +88,8 @@ def install_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         if status == 503:
             headers["Retry-After"] = "5"
+        if status == 409:
+            headers["Retry-After"] = "1"
         if isinstance(exc, errors.RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         extra = {"rule": exc.extra["rule"]} if "rule" in exc.extra else {}

@@ -11,6 +11,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid bearer token",
     403: "Denied by policy",
     404: "Not found (or not yours)",
+    409: "The first request with this Idempotency-Key is still in flight",
     413: "Body too large",
     415: "Content type is not application/json",
     422: "Invalid field, or the policy's reason/lifetime conditions are not met",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,15 +20,29 @@ from sqlalchemy.engine import Connection, Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from audit.signing import AuditSigner
-from even.ca import CertificateRequest, UserCA
+from even.ca import CertificateRequest
 from even.clock import Clock, rfc3339
 from even.config import BastionSettings
-from even.errors import Denied, EvenError, InvalidRequest, NotFound, PolicyRejected
+from even.errors import (
+    Denied,
+    EvenError,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    LifetimeTooLong,
+    LoginNotAllowed,
+    NoMatchingRule,
+    NotFound,
+    PolicyRejected,
+    ReasonRejected,
+)
 from even.identity import Identity
 from even.names import is_bastion_name, is_hostname, is_login
 from even.policy import Grant, Policy, Rule, Subject
+from even.service.ca_registry import CaRegistry
 from even.service.models import AccessRequestInput, AccessRequestView, ListFilters
 from even.sshkeys import ParsedPublicKey, parse_public_key
+from even.store import idempotency as idempotency_store
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow, CertificateSerialRow
 
@@ -49,6 +63,12 @@ class ModeUnavailable(InvalidRequest):
 
 
 @dataclass(frozen=True)
+class IdempotencyKey:
+    key: str
+    body_sha256: str
+
+
+@dataclass(frozen=True)
 class _Validated:
     login: str
     public_key: ParsedPublicKey
@@ -60,14 +80,14 @@ class AccessService:
         *,
         engine: Engine,
         policy: Policy,
-        ca: UserCA,
+        ca_registry: CaRegistry,
         signer: AuditSigner,
         clock: Clock,
         bastions: list[BastionSettings],
     ) -> None:
         self._engine = engine
         self.policy = policy
-        self._ca = ca
+        self._ca_registry = ca_registry
         self._signer = signer
         self._clock = clock
         self._bastions = {b.name: b for b in bastions}
@@ -89,8 +109,57 @@ class AccessService:
             audit_store.append(conn, event, self._clock.now())
         self._policy_recorded = True
 
-    def request_access(self, identity: Identity, request: AccessRequestInput) -> AccessRequestView:
+    def request_access(
+        self,
+        identity: Identity,
+        request: AccessRequestInput,
+        idempotency: IdempotencyKey | None = None,
+    ) -> AccessRequestView:
         checked = self._validate(identity, request)
+        if idempotency is not None:
+            replay = self._claim(identity, idempotency)
+            if replay is not None:
+                return replay
+        try:
+            return self._request_access(identity, request, checked, idempotency)
+        except (Denied, PolicyRejected):
+            raise  # the denial and its stored answer committed together
+        except BaseException:
+            if idempotency is not None:
+                self._release(identity, idempotency)
+            raise
+
+    def _claim(self, identity: Identity, idem: IdempotencyKey) -> AccessRequestView | None:
+        """Take the key, or replay its answer; another body or an unfinished first → error."""
+        with transaction(self._engine) as conn:
+            now = self._clock.now()
+            stored = idempotency_store.find(conn, identity.username, idem.key)
+            if stored is not None and now - stored.created < idempotency_store.KEY_LIFETIME:
+                if stored.body_sha256 != idem.body_sha256:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was used with another request body"
+                    )
+                if stored.state == "done" and stored.answer is not None:
+                    return _replay(stored.answer)
+                if now - stored.created < idempotency_store.ABANDONED_AFTER:
+                    raise IdempotencyInFlight("the first request with this key is in flight")
+            idempotency_store.claim(conn, identity.username, idem.key, idem.body_sha256, now)
+        return None
+
+    def _release(self, identity: Identity, idem: IdempotencyKey) -> None:
+        try:
+            with transaction(self._engine) as conn:
+                idempotency_store.release(conn, identity.username, idem.key)
+        except EvenError:
+            pass  # the claim expires as abandoned; nothing was granted
+
+    def _request_access(
+        self,
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        idempotency: IdempotencyKey | None,
+    ) -> AccessRequestView:
         if not self._policy_recorded:
             # No decision without the deciding policy on record (fail closed).
             self.record_policy_loaded("policy_file")
@@ -120,8 +189,20 @@ class AccessService:
             except (Denied, PolicyRejected) as exc:
                 refusal = exc
                 self._record_denial(conn, identity, request, checked, request_id, exc)
+                answer: dict[str, Any] = {
+                    "error": {
+                        "type": type(exc).__name__,
+                        "code": exc.code,
+                        "message": exc.message,
+                        "extra": dict(exc.extra),
+                    }
+                }
             else:
                 view = self._grant(conn, identity, request, checked, request_id, grant)
+                answer = {"view": asdict(view)}
+            if idempotency is not None:
+                # In the grant's own transaction: the answer exists exactly when the grant does.
+                idempotency_store.finish(conn, identity.username, idempotency.key, answer)
         if refusal is not None:
             raise refusal  # only after the denial record has committed
         return view
@@ -139,7 +220,7 @@ class AccessService:
         if request.public_key is None:
             raise InvalidRequest("public_key: required in certificate mode")
         public_key = parse_public_key(request.public_key)
-        if self._ca.is_ca_key(public_key):
+        if self._ca_registry.is_configured_ca_key(public_key):
             raise InvalidRequest("public_key: the CA's own key cannot be certified")
         return _Validated(login=login, public_key=public_key)
 
@@ -203,8 +284,10 @@ class AccessService:
         valid_before = now + timedelta(minutes=grant.lifetime_minutes)
         principals = _principals(rule, checked.login, request.hostname)
         key_id = f"even:{request_id}:{identity.username}"
-        serial = _next_serial(conn, request_id, "target", rfc3339(valid_before))
-        certificate = self._ca.sign(
+        ca = self._ca_registry.signing_ca(conn)
+        ca_fingerprint = ca.active.fingerprint
+        serial = _next_serial(conn, request_id, "target", rfc3339(valid_before), ca_fingerprint)
+        certificate = ca.sign(
             CertificateRequest(
                 public_key=checked.public_key,
                 serial=serial,
@@ -218,8 +301,10 @@ class AccessService:
         )
         bastion_serial = bastion_certificate = None
         if rule.bastion is not None:
-            bastion_serial = _next_serial(conn, request_id, "bastion", rfc3339(valid_before))
-            bastion_certificate = self._ca.sign(
+            bastion_serial = _next_serial(
+                conn, request_id, "bastion", rfc3339(valid_before), ca_fingerprint
+            )
+            bastion_certificate = ca.sign(
                 CertificateRequest(
                     public_key=checked.public_key,
                     serial=bastion_serial,
@@ -246,7 +331,7 @@ class AccessService:
             "lifetime_minutes": grant.lifetime_minutes,
             "extensions": list(rule.extensions),
             "source_addresses": list(rule.source_addresses),
-            "ca_fingerprint": self._ca.active.fingerprint,
+            "ca_fingerprint": ca_fingerprint,
         }
         if identity.dev_issuer:
             details["dev_issuer"] = True
@@ -343,6 +428,22 @@ class AccessService:
         ]
 
 
+_REPLAYABLE_ERRORS: dict[str, type[EvenError]] = {
+    cls.__name__: cls
+    for cls in (NoMatchingRule, LoginNotAllowed, BastionNotAllowed, ReasonRejected, LifetimeTooLong)
+}
+
+
+def _replay(answer: dict[str, Any]) -> AccessRequestView:
+    if "view" in answer:
+        return AccessRequestView(**answer["view"])
+    error = answer["error"]
+    cls = _REPLAYABLE_ERRORS.get(error["type"], Denied)
+    replayed = cls(error["message"], **error.get("extra", {}))
+    replayed.code = error["code"]
+    raise replayed
+
+
 def _event_fields(
     identity: Identity, request: AccessRequestInput, checked: _Validated, request_id: str
 ) -> dict[str, Any]:
@@ -365,9 +466,16 @@ def _critical_options(rule: Rule) -> list[tuple[str, str]]:
     return []
 
 
-def _next_serial(conn: Connection, request_id: str, purpose: str, valid_before: str) -> int:
+def _next_serial(
+    conn: Connection, request_id: str, purpose: str, valid_before: str, ca_fingerprint: str
+) -> int:
     result = conn.execute(
-        _serials.insert().values(request_id=request_id, purpose=purpose, valid_before=valid_before)
+        _serials.insert().values(
+            request_id=request_id,
+            purpose=purpose,
+            valid_before=valid_before,
+            ca_fingerprint=ca_fingerprint,
+        )
     )
     serial = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if not isinstance(serial, int) or not 1 <= serial < 2**53:

@@ -1,37 +1,122 @@
-"""Engine set-up and the one-transaction-per-use-case helper.
+"""Engines and the one-transaction-per-use-case helpers, for SQLite and PostgreSQL.
 
-SQLite: WAL, `synchronous=FULL` (a granted record survives power loss before the certificate
-leaves), foreign keys, and `BEGIN IMMEDIATE` so a use case that reads the audit head and then
-appends holds the write lock from its first statement. pysqlite's own implicit transactions are
-turned off so SQLAlchemy's BEGIN is the only one.
+Invariants:
+- Every write goes through `transaction()`, and writes are totally ordered across all
+  processes and replicas that share the database, so "read the audit head, append after it"
+  can never interleave. SQLite: an in-process lock plus `BEGIN IMMEDIATE`. PostgreSQL: the
+  first statement of every write transaction is `pg_advisory_xact_lock(WRITER_LOCK_KEY)`
+  (READ COMMITTED, so the statements after it see everything committed before the lock was
+  granted). The audit table's `UNIQUE(seq)` and `UNIQUE(prev_hash)` are the tripwire should
+  anything ever write around this.
+- Fail closed: a storage failure anywhere in a transaction, the commit included, leaves as
+  `StoreUnavailable` (503 + Retry-After). Use cases return a credential only after the `with`
+  block has exited, i.e. after the commit returned.
+- Recovery without restarting: pooled connections are pinged on checkout and a lost connection
+  invalidates the pool, so the first request after the database is back gets a fresh one.
+  Connect, lock and statement waits are bounded, so a down or locked database answers 503
+  quickly instead of hanging the worker threads.
+- Durability: SQLite WAL with `synchronous=FULL`; PostgreSQL `synchronous_commit=on` set on
+  every connection (an operator's cluster default of `off` must not silently apply to us).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from even.errors import StoreUnavailable
 
+log = logging.getLogger("even.store")
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
+READ_ONLY_OPTION = "even_read_only"
+
+# One cluster-wide writer order (any constant unique to Even's database; "Even" in ASCII).
+WRITER_LOCK_KEY = 0x4576656E
+# Seconds libpq waits for a TCP connection: a dead host must not hold a request long.
+PG_CONNECT_TIMEOUT_S = 3
+# Waiting for the writer lock (or a row/table lock) longer than this → 503, client retries.
+PG_LOCK_TIMEOUT_MS = 5_000
+# No single statement of ours should take this long; exports read in small batches.
+PG_STATEMENT_TIMEOUT_MS = 15_000
+# A replica that stops talking mid-transaction (hung, partitioned) releases the writer lock.
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
+# Waiting for a pooled connection when all are busy: bounded, then 503.
+POOL_TIMEOUT_S = 10
+# SQLSTATE classes/codes that mean "the store cannot take this now", not "your request is bad":
+# 08 connection, 40 serialization/deadlock, 53 resources (disk full), 57 admin shutdown or
+# statement timeout, 58 I/O; 55P03 lock timeout; 25006 a read-only server (e.g. a standby
+# right after failover); 42P01/42703 a schema behind this Even (not migrated yet: not ready,
+# as on SQLite, where "no such table" is an OperationalError).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_TRANSIENT_STATES = frozenset({"55P03", "25006", "42P01", "42703"})
+# The chain's tripwire: a unique violation on these means two writers raced; fail closed.
+_TRIPWIRE_TABLES = frozenset({"audit_records", "audit_checkpoints"})
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+def make_engine(url: str, *, for_migrations: bool = False) -> Engine:
+    """An engine for `url`; `for_migrations` lifts the statement timeout (long DDL is fine)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         engine = create_engine(
-            url,
+            parsed,
             connect_args={"isolation_level": None, "check_same_thread": False, "timeout": 5},
             pool_pre_ping=False,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if backend == "postgresql":
+        return _postgres_engine(parsed, for_migrations=for_migrations)
+    return create_engine(parsed, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_S)
+
+
+def postgres_url(url: URL) -> URL:
+    """`postgresql://…` means psycopg 3 here (SQLAlchemy's bare default is psycopg2)."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _postgres_engine(url: URL, *, for_migrations: bool) -> Engine:
+    settings = {
+        "lock_timeout": PG_LOCK_TIMEOUT_MS,
+        "statement_timeout": 0 if for_migrations else PG_STATEMENT_TIMEOUT_MS,
+        "idle_in_transaction_session_timeout": PG_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    }
+    ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    # The operator's own `?options=` may tune timeouts (later -c wins), but never durability.
+    theirs = url.query.get("options", "")
+    theirs = " ".join(theirs) if isinstance(theirs, tuple) else theirs
+    options = f"{ours} {theirs} -c synchronous_commit=on".strip()
+    connect_args: dict[str, Any] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "application_name": url.query.get("application_name", "even"),
+        "options": options,
+        # A peer that vanished without closing the socket is noticed in ~10 s, not hours.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+    }
+    return create_engine(
+        postgres_url(url).difference_update_query(["options", "application_name"]),
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_S,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,28 +128,107 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the write lock up front; readers get a deferred (snapshot) transaction
+    # so that listing and exporting never hold up grants.
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# SQLite allows one writer; threads of this process queue on a lock instead of busy-polling
+# the database file (its busy handler sleeps in growing steps, which wrecks throughput).
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> threading.Lock | nullcontext[None]:
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _locks_guard:
+        return _sqlite_write_locks.setdefault(engine, threading.Lock())
+
+
+def take_writer_lock(conn: Connection) -> None:
+    """Join the cluster-wide writer order (PostgreSQL; SQLite's BEGIN IMMEDIATE already did).
+
+    Held until the transaction ends; `lock_timeout` bounds the wait.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One write transaction; storage failures become StoreUnavailable (503, nothing issued)."""
+    """One write transaction in the global writer order; storage failures → StoreUnavailable.
+
+    A conflict cannot be retried here (the body has run and may have signed something), so
+    it surfaces as StoreUnavailable: 503 + Retry-After, nothing issued, the client retries.
+    """
     try:
-        with engine.begin() as conn:
+        with _write_lock(engine), engine.begin() as conn:
+            take_writer_lock(conn)
             yield conn
-    except OperationalError as exc:
-        raise StoreUnavailable("the audit store is unavailable") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StoreUnavailable("the audit store connection was lost") from exc
+    except (DBAPIError, PoolTimeout) as exc:
+        if _store_unavailable(exc):
+            raise StoreUnavailable("the audit store is unavailable") from exc
         raise
 
 
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Connection]:
+    """A reading connection (no writer lock): lists, exports, readiness."""
     try:
         with engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY_OPTION: True})
             yield conn
-    except OperationalError as exc:
-        raise StoreUnavailable("the store is unavailable") from exc
+    except (DBAPIError, PoolTimeout) as exc:
+        if _store_unavailable(exc):
+            raise StoreUnavailable("the store is unavailable") from exc
+        raise
+
+
+def _store_unavailable(exc: DBAPIError | PoolTimeout) -> bool:
+    """Whether a storage error means "unavailable now" (503) rather than a bug (500)."""
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if not isinstance(sqlstate, str):
+        return False
+    if sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_STATES:
+        return True
+    if sqlstate == "23505":
+        table = getattr(getattr(exc.orig, "diag", None), "table_name", None)
+        if table in _TRIPWIRE_TABLES:
+            log.error("audit chain tripwire: unique violation on %s; nothing committed", table)
+            return True
+    return False
+
+
+# -- background jobs ------------------------------------------------------------------------
+
+
+def job_lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a job name (not Python's salted hash)."""
+    digest = hashlib.sha256(b"even-job:" + name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def try_job_lock(conn: Connection, name: str) -> bool:
+    """Inside `transaction()`: True if this process may run job `name` now, across replicas.
+
+    PostgreSQL: `pg_try_advisory_xact_lock`, released at commit or rollback (also when the
+    replica dies). SQLite: the caller's `BEGIN IMMEDIATE` already excludes every other writer
+    of the file, so the answer is True. Either way the lock only spans the transaction: a job
+    must re-check its condition inside it (e.g. "still GRANTED and past valid_before"), which
+    the writer order makes sound, so that a replica that runs it next finds nothing to do.
+    """
+    if not conn.in_transaction():
+        raise RuntimeError("try_job_lock needs the caller's write transaction")
+    if conn.dialect.name != "postgresql":
+        return True
+    row = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({job_lock_key(name)})").first()
+    return bool(row is not None and row[0])

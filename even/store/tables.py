@@ -33,8 +33,11 @@ class AccessRequestRow(SQLModel, table=True):
     bastion_serial: int | None = None
     bastion_certificate: str | None = None
     status_reason: str | None = None
+    revoked_at: str | None = None
+    revoked_by: str | None = Field(default=None, max_length=64)
     created: str
     last_modified: str
+    last_modified_by: str | None = Field(default=None, max_length=64)
 
 
 class CertificateSerialRow(SQLModel, table=True):
@@ -45,6 +48,7 @@ class CertificateSerialRow(SQLModel, table=True):
     request_id: str = Field(index=True, max_length=36)
     purpose: str = Field(max_length=16)  # "target" or "bastion"
     valid_before: str
+    ca_fingerprint: str | None = Field(default=None, max_length=64)
 
 
 class SchemaVersionRow(SQLModel, table=True):
@@ -52,3 +56,51 @@ class SchemaVersionRow(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """One `Idempotency-Key` per requester: the request's body hash and, once done, its answer.
+
+    The answer is written in the same transaction as the grant it describes, so a row still
+    `in_flight` after that transaction's time limit belongs to a grant that never committed.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    username: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=255)
+    body_sha256: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # in_flight | done
+    answer: str | None = None  # JSON: {"view": …} or {"error": {code, message, status}}
+    created: str
+
+
+class CaKeyRow(SQLModel, table=True):
+    """A user-CA key's life (SPEC §6): next → active (exactly one) → retired.
+
+    The private key stays in its file (`key_file`, relative to the config directory); the row
+    says what state it is in and until when a retired key must stay published.
+    """
+
+    __tablename__ = "ca_keys"
+
+    fingerprint: str = Field(primary_key=True, max_length=64)
+    public_line: str
+    key_file: str = Field(max_length=255)
+    state: str = Field(index=True, max_length=16)  # next | active | retired
+    created: str
+    activated: str | None = None
+    retired: str | None = None
+    # The latest valid_before of any certificate it signed: published until then.
+    last_valid_before: str | None = None
+
+
+class UserKeyRow(SQLModel, table=True):
+    """Public keys a user registered for push mode and classic grants (`PUT /v1/users/me/keys`)."""
+
+    __tablename__ = "user_keys"
+
+    username: str = Field(primary_key=True, max_length=64)
+    fingerprint: str = Field(primary_key=True, max_length=64)
+    public_key: str
+    created: str

@@ -92,3 +92,23 @@ def test_hash_matches_spec_definition_written_out() -> None:
     body = {k: v for k, v in record.items() if k != "hash"}
     jcs = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert record["hash"] == hashlib.sha256(b"even-audit-v1:" + jcs.encode()).hexdigest()
+
+
+def test_fast_path_refuses_exactly_what_check_domain_refuses() -> None:
+    # canonical() decides the domain with an exact-type fast walk; it must agree with the
+    # reference walk everywhere, including values hidden under non-ASCII keys and in tuples.
+    from audit.chain import check_domain
+
+    rng = random.Random(53)
+    odd = [1.5, 2**53, -(2**53), (1, "a"), {"é": 0.0}, ["x", {"k": [None, 1e300]}]]
+    for _ in range(3000):
+        value = {"é" if rng.random() < 0.3 else "k": _random_value(rng)}
+        if rng.random() < 0.3:
+            value["details"] = {"\u00e9x": [rng.choice(odd)]}
+        try:
+            check_domain(value)
+        except UnsafeValue:
+            with pytest.raises(UnsafeValue):
+                canonical(value)
+        else:
+            assert canonical(value) == canonical_reference(value)

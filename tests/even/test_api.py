@@ -187,7 +187,7 @@ def test_invalid_fields_are_422_and_issue_nothing(
 
 
 def test_ca_key_itself_cannot_be_certified(client, components, dev, clock) -> None:
-    ca_line = components.ca.active.public_line
+    ca_line = components.ca_registry.configured_active.public_line
     r = client.post("/v1/access-requests", headers=bearer(dev, clock), json=grant_body(ca_line))
     assert r.status_code == 422
 
@@ -212,7 +212,7 @@ def test_whoami_ca_health(client, dev, clock, components) -> None:
     me = client.get("/v1/whoami", headers=bearer(dev, clock, "alice", ["audit"])).json()
     assert me["username"] == "alice" and me["roles"] == ["auditor"]
     assert [a["rule"] for a in me["allowed"]] == ["sre-prod", "lab"]
-    assert client.get("/v1/ca").text == components.ca.published_lines()
+    assert client.get("/v1/ca").text == components.ca_registry.published_lines()
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").json()["status"] == "ready"
     assert client.get("/docs").status_code == 404
@@ -227,3 +227,41 @@ def test_readyz_fails_without_schema(tmp_path, clock) -> None:
     settings = load_settings(make_even_dir(tmp_path / "fresh"))
     with TestClient(create_app(settings, clock=clock)) as client:
         assert client.get("/readyz").status_code == 503
+
+
+def test_idempotent_retries_give_one_grant_and_one_record(
+    client, components, dev, clock, user_key
+) -> None:
+    headers = {**bearer(dev, clock), "Idempotency-Key": "retry-1"}
+    first = client.post("/v1/access-requests", headers=headers, json=grant_body(user_key))
+    again = client.post("/v1/access-requests", headers=headers, json=grant_body(user_key))
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    granted = [r for r in records(components) if r["type"] == "access.granted"]
+    assert len(granted) == 1
+    other = client.post(
+        "/v1/access-requests", headers=headers, json=grant_body(user_key, lifetime_minutes=5)
+    )
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    # The key is per requester: bob's identical key is his own.
+    assert (
+        client.post(
+            "/v1/access-requests",
+            json=grant_body(user_key),
+            headers={**bearer(dev, clock, "mallory"), "Idempotency-Key": "retry-1"},
+        ).status_code
+        == 403
+    )
+
+
+def test_idempotent_denial_replays_the_same_answer(
+    client, components, dev, clock, user_key
+) -> None:
+    headers = {**bearer(dev, clock), "Idempotency-Key": "deny-1"}
+    body = grant_body(user_key, reason="too short")
+    first = client.post("/v1/access-requests", headers=headers, json=body)
+    again = client.post("/v1/access-requests", headers=headers, json=body)
+    assert first.status_code == again.status_code == 422
+    assert first.json()["code"] == again.json()["code"] == "reason_rejected"
+    assert again.json()["rule"] == "sre-prod"
+    assert [r["type"] for r in records(components)].count("access.denied") == 1

@@ -24,7 +24,6 @@ from even.api.app import create_app
 from even.clock import FixedClock, SystemClock
 from even.config import load_settings
 from even.store.db import make_engine
-from even.store.schema import upgrade
 from even.wiring import build_components
 from harness.even_server import EvenServer, even_command, start_even
 from harness.ports import free_port
@@ -35,7 +34,7 @@ from harness.sshd import (
     ssh_argv,
     start_sshd,
 )
-from tests.conftest import make_even_dir
+from tests.conftest import make_live_even_dir
 
 HOST = "host-1.lab.even.test"
 OTHER_HOST = "host-2.lab.even.test"
@@ -106,10 +105,7 @@ class Lab:
 def lab(tmp_path_factory, real_sshd_available) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("lab")
     port = free_port()
-    config = make_even_dir(root / "even")
-    text = config.read_text().replace("http://127.0.0.1:8080", f"http://127.0.0.1:{port}")
-    config.write_text(text)
-    upgrade(make_engine(load_settings(config).resolved_database_url))
+    config = make_live_even_dir(root / "even", port)
     for login in (LOGIN, OTHER_LOGIN):
         ensure_login_user(login)
     even = start_even(config, log_path=root / "even.log", port=port)

@@ -106,7 +106,7 @@ def test_ssh_dss(secure) -> None:
 
 
 def test_the_cas_own_public_key(secure) -> None:
-    _assert_422(secure, secure.components.ca.active.public_line)
+    _assert_422(secure, secure.components.ca_registry.configured_active.public_line)
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from even.config import load_settings
-from even.store.db import make_engine
-from even.store.schema import upgrade
 from harness.even_server import even_command, start_even
 from harness.ports import free_port
-from tests.conftest import make_even_dir
+from tests.conftest import make_live_even_dir
 
 MAX_EXAMPLES = 40
 # A schema-valid body may still be refused with 422 by policy (reason_rejected,
@@ -25,24 +22,9 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 SEED = 9457
 
 
-def _config(root: Path, port: int) -> Path:
-    config = make_even_dir(root / "even")
-    text = config.read_text().replace("http://127.0.0.1:8080", f"http://127.0.0.1:{port}")
-    # Generated traffic is one long burst by design; rate limits are tested on their own.
-    for old, new in (
-        ("per_user_per_second: 20", "per_user_per_second: 100000"),
-        ("burst: 40", "burst: 100000"),
-        ("failed_auth_per_ip_per_second: 10", "failed_auth_per_ip_per_second: 100000"),
-    ):
-        text = text.replace(old, new)
-    config.write_text(text)
-    upgrade(make_engine(load_settings(config).resolved_database_url))
-    return config
-
-
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path: Path) -> None:
     port = free_port()
-    config = _config(tmp_path, port)
+    config = make_live_even_dir(tmp_path / "even", port, generous_limits=True)
     server = start_even(config, log_path=tmp_path / "even.log", port=port)
     try:
         token = subprocess.run(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 
+from audit.chain import canonical
 from even.api.body import read_json
 from even.api.deps import ComponentsDep, IdentityDep
 from even.api.responses import problems
@@ -16,6 +19,7 @@ from even.api.schemas import (
     AccessRequestItem,
     AccessRequestList,
 )
+from even.service.access import IdempotencyKey
 from even.service.models import ListFilters
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access"])
@@ -32,14 +36,31 @@ _BODY_DOC = {
     "",
     status_code=201,
     response_model=AccessGrantAnswer,
-    responses=problems(400, 401, 403, 413, 415, 422, 429, 503),
+    responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 503),
     openapi_extra=_BODY_DOC,
 )
 async def request_access(
-    request: Request, components: ComponentsDep, identity: IdentityDep
+    request: Request,
+    components: ComponentsDep,
+    identity: IdentityDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retry safely: same key + same body → the first answer",
+        ),
+    ] = None,
 ) -> AccessGrantAnswer:
     body = await read_json(request, AccessRequestBody)
-    view = await run_in_threadpool(components.access.request_access, identity, body.to_input())
+    idempotency = None
+    if idempotency_key is not None:
+        digest = hashlib.sha256(canonical(body.model_dump())).hexdigest()
+        idempotency = IdempotencyKey(key=idempotency_key, body_sha256=digest)
+    view = await run_in_threadpool(
+        components.access.request_access, identity, body.to_input(), idempotency
+    )
     return AccessGrantAnswer.from_view(view)
 
 
@@ -77,3 +98,30 @@ def get_access_request(
 ) -> AccessRequestItem:
     view = components.access.get(identity, request_id[:64])
     return AccessRequestItem.from_view(view, with_certificate=view.username == identity.username)
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+@router.post(
+    "/{request_id}/revoke",
+    response_model=AccessRequestItem,
+    responses=problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": RevokeBody.model_json_schema()}},
+        }
+    },
+)
+async def revoke_access_request(
+    request_id: str, request: Request, components: ComponentsDep, identity: IdentityDep
+) -> AccessRequestItem:
+    """End a grant: its serials enter the KRL; status REVOKED (requester or admin)."""
+    body = await read_json(request, RevokeBody, allow_empty=True)
+    await run_in_threadpool(components.revocation.revoke, identity, request_id[:64], body.reason)
+    view = await run_in_threadpool(components.access.get, identity, request_id[:64])
+    return AccessRequestItem.from_view(view)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from even.api.deps import ComponentsDep, IdentityDep
 from even.api.responses import problems
 from even.api.schemas import AllowedRule, WhoAmI
-from even.store.schema import SCHEMA_VERSION, current_version
+from even.store.schema import current_revision, head_revision
 
 router = APIRouter(tags=["meta"])
 
@@ -21,16 +22,24 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
 def readyz(components: ComponentsDep) -> JSONResponse:
-    """Ready when the database answers with the current schema and the CA is loaded."""
+    """Ready when the database answers at this build's alembic head and the CA is loaded.
+
+    `serve` never migrates: a database behind (or ahead of) the head keeps this 503 until
+    `even db upgrade` (or the matching Even) is in place. A database that does not answer
+    (down, locked, full) is 503 too; the pool reconnects by itself once it is back.
+    """
+    answered, revision = False, None
     try:
         with components.engine.connect() as conn:
-            version = current_version(conn)
+            conn.execute(text("SELECT 1"))
+            answered = True
+            revision = current_revision(conn)
     except SQLAlchemyError:
-        version = None
+        pass
     checks = {
-        "database": version is not None,
-        "schema": version == SCHEMA_VERSION,
-        "ca": components.ca.active is not None,
+        "database": answered,
+        "schema": answered and revision == head_revision(),
+        "ca": components.ca_registry.configured_active is not None,
     }
     ok = all(checks.values())
     return JSONResponse(
@@ -38,22 +47,6 @@ def readyz(components: ComponentsDep) -> JSONResponse:
         status_code=200 if ok else 503,
         headers=None if ok else {"Retry-After": "5"},
     )
-
-
-@router.get("/v1/ca", response_class=PlainTextResponse)
-def ca_keys(components: ComponentsDep) -> Response:
-    """One OpenSSH public key per line, ready for sshd's TrustedUserCAKeys."""
-    return PlainTextResponse(components.ca.published_lines())
-
-
-class PemResponse(PlainTextResponse):
-    media_type = "application/x-pem-file"
-
-
-@router.get("/v1/audit/public-key", response_class=PemResponse)
-def audit_public_key(components: ComponentsDep) -> Response:
-    """The audit key (Ed25519, SubjectPublicKeyInfo PEM) that signs checkpoints and receipts."""
-    return PemResponse(components.signer.public_pem().decode("ascii"))
 
 
 @router.get("/v1/whoami", response_model=WhoAmI, responses=problems(401, 429, 503))

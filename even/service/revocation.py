@@ -1,0 +1,153 @@
+"""Revocation (SPEC §6): end a grant, and publish the KRL that plain OpenSSH enforces.
+
+A revoke commits `access.revoked` and the REVOKED status in one transaction; from then on
+`GET /v1/krl` lists the grant's serials until `valid_before` + 10 minutes. The KRL's
+generation is the time (Unix seconds) of its latest change — a revocation, or a serial aging
+out — so it only grows, is the same on every replica, and does not change between changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from audit import store as audit_store
+from audit.chain import AuditEvent
+from even.clock import Clock, rfc3339
+from even.errors import Conflict, Denied, NotFound
+from even.identity import Identity
+from even.krl import build_krl, ca_key_blob
+from even.store import ca_keys
+from even.store.db import read_only, transaction
+from even.store.tables import AccessRequestRow, CertificateSerialRow
+
+KRL_GRACE = timedelta(minutes=10)
+REVOKERS = frozenset({"admin"})
+_requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
+_serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
+
+
+class RevokeNotAllowed(Denied):
+    code = "revoke_not_allowed"
+
+
+class NotRevocable(Conflict):
+    """409: the request was never granted (denied or failed)."""
+
+    code = "not_revocable"
+
+
+@dataclass(frozen=True)
+class Krl:
+    body: bytes
+    etag: str
+    generation: int
+    serials: int
+
+
+def _parse(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class RevocationService:
+    def __init__(
+        self, *, engine: Engine, clock: Clock, roles_for: Callable[[Identity], list[str]]
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._roles_for = roles_for
+
+    def revoke(self, identity: Identity, request_id: str, reason: str | None) -> str:
+        """Revoke `request_id`; returns its status afterwards (idempotent for REVOKED)."""
+        privileged = bool(REVOKERS & set(self._roles_for(identity)))
+        with transaction(self._engine) as conn:
+            row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+            may_read = row is not None and (
+                row.username == identity.username
+                or privileged
+                or "auditor" in self._roles_for(identity)
+            )
+            if row is None or not may_read:
+                raise NotFound("no such access request")
+            if row.username != identity.username and not privileged:
+                raise RevokeNotAllowed("only the requester or an admin may revoke")
+            if row.status == "REVOKED":
+                return "REVOKED"
+            if row.status not in ("GRANTED", "EXPIRED"):
+                raise NotRevocable(f"a {row.status} request has nothing to revoke")
+            now = self._clock.now()
+            serials = [row.serial, row.bastion_serial]
+            audit_store.append(
+                conn,
+                AuditEvent(
+                    type="access.revoked",
+                    username=row.username,
+                    login=row.login,
+                    hostname=row.hostname,
+                    request_id=row.id,
+                    reason=row.reason,
+                    details={
+                        "serial": row.serial,
+                        "bastion_serial": row.bastion_serial,
+                        "key_id": row.key_id,
+                        "by": identity.username,
+                        "revoke_reason": reason,
+                        "mode": row.mode,
+                        "serials": [s for s in serials if s is not None],
+                    },
+                ),
+                now,
+            )
+            conn.execute(
+                update(_requests)
+                .where(_requests.c.id == request_id)
+                .values(
+                    status="REVOKED",
+                    revoked_at=rfc3339(now),
+                    revoked_by=identity.username,
+                    status_reason=reason or "revoked",
+                    last_modified=rfc3339(now),
+                    last_modified_by=identity.username,
+                )
+            )
+        return "REVOKED"
+
+    def krl(self) -> Krl:
+        now = self._clock.now()
+        with read_only(self._engine) as conn:
+            rows = conn.execute(
+                select(
+                    _serials.c.serial,
+                    _serials.c.ca_fingerprint,
+                    _serials.c.valid_before,
+                    _requests.c.revoked_at,
+                )
+                .join(_requests, _requests.c.id == _serials.c.request_id)
+                .where(_requests.c.status == "REVOKED")
+            ).all()
+            lines = {k.fingerprint: k.public_line for k in ca_keys.all_keys(conn)}
+        groups: dict[bytes, list[int]] = defaultdict(list)
+        change = datetime.fromtimestamp(0, UTC)
+        for serial, fingerprint, valid_before, revoked_at in rows:
+            ages_out = _parse(valid_before) + KRL_GRACE
+            change = max(change, _parse(revoked_at))
+            if ages_out <= now:
+                change = max(change, ages_out)  # dropping it is a change too
+                continue
+            if fingerprint in lines:
+                groups[ca_key_blob(lines[fingerprint])].append(int(serial))
+        generation = int(change.timestamp())
+        body = build_krl(groups.items(), generation=generation, generated_at=change, comment="even")
+        etag = '"' + hashlib.sha256(body).hexdigest() + '"'
+        return Krl(
+            body=body,
+            etag=etag,
+            generation=generation,
+            serials=sum(len(v) for v in groups.values()),
+        )
