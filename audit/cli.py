@@ -32,9 +32,31 @@ def main() -> None:
 
 @main.command()
 @click.option(
+    "--url", help="Export from a running Even (audited there), e.g. https://even.example.com"
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding an auditor's access token (or set EVEN_AUDIT_TOKEN).",
+)
+@click.option("--token", help="The token itself (visible to other users: prefer --token-file).")
+@click.option(
+    "--cacert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA bundle for Even's TLS certificate.",
+)
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option("--since", help="CSV only: records at or after this RFC 3339 time.")
+@click.option("--until", help="CSV only: records before this RFC 3339 time.")
+@click.option(
     "--database",
     "database_url",
-    required=True,
     help="Read the store directly (read-only, unaudited), e.g. sqlite:////path/even.db",
 )
 @click.option(
@@ -43,8 +65,67 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here instead of standard output.",
 )
-def export(database_url: str, output: Path | None) -> None:
-    """Export the log as JSONL, up to the latest stored checkpoint (so that it verifies)."""
+def export(
+    url: str | None,
+    token_file: Path | None,
+    token: str | None,
+    cacert: Path | None,
+    export_format: str,
+    since: str | None,
+    until: str | None,
+    database_url: str | None,
+    output: Path | None,
+) -> None:
+    """Export the log: from Even's API (--url), or read-only from its database (--database)."""
+    if (url is None) == (database_url is None):
+        _fail("name exactly one source: --url URL or --database URL")
+    if url is not None:
+        _export_remote(url, token_file, token, cacert, export_format, since, until, output)
+    else:
+        _export_database(str(database_url), output)
+
+
+def _export_remote(
+    url: str,
+    token_file: Path | None,
+    token: str | None,
+    cacert: Path | None,
+    export_format: str,
+    since: str | None,
+    until: str | None,
+    output: Path | None,
+) -> None:
+    from audit import remote
+
+    if token is not None:
+        click.echo(
+            "even-audit: warning: --token is visible in the process list; "
+            "prefer --token-file or EVEN_AUDIT_TOKEN",
+            err=True,
+        )
+    try:
+        secret = remote.read_token(token_file, token)
+        sink = output.open("wb") if output else sys.stdout.buffer
+        try:
+            remote.export(
+                url,
+                secret,
+                sink,
+                export_format=export_format,
+                since=since,
+                until=until,
+                cacert=cacert,
+            )
+        finally:
+            if output:
+                sink.close()
+    except remote.RemoteExportError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the export: {exc.strerror}")
+
+
+def _export_database(database_url: str, output: Path | None) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 

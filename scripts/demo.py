@@ -3,8 +3,10 @@
 
 Even (SQLite, the dev issuer) on a loopback port, a throwaway OpenSSH sshd configured by
 `odd sshd-config` that trusts Even's CA, `piu request-access` for the current user, an ssh
-login that runs `id`, then the audit log exported and shown. State lives in ./.demo/ (wiped
+login that runs `id`, then the audit log exported, shown
+and verified. State lives in ./.demo/ (wiped
 at start); everything started is stopped by PID at the end, on errors and on Ctrl-C.
+The last lines show the remote `id` output and the offline verdict on the exported log.
 """
 
 from __future__ import annotations
@@ -90,10 +92,7 @@ class Demo:
 
     def request_access(self) -> Path:
         step(f'piu request-access {HOSTNAME} "{REASON}"')
-        token = run(
-            [*even_command(), "dev-token", "--config", str(self.config), "--user", self.user],
-            capture_output=True,
-        ).stdout.strip()
+        token = self.token()
         env = {
             **os.environ,
             "HOME": str(self.home),
@@ -123,14 +122,36 @@ class Demo:
         print(f"sshd log: {accepted.group(0)}")
         return output.strip()
 
-    def show_audit(self) -> None:
-        step("even-audit export (read-only, from the database) and show")
+    def audit(self) -> str:
+        step("even-audit export --url (as an auditor; the export is itself audited), show")
+        token_file = DEMO / "auditor.token"
+        token_file.write_text(self.token(), encoding="utf-8")
+        token_file.chmod(0o600)
         export = DEMO / "audit.jsonl"
-        database = f"sqlite:///{self.even_dir / 'even.db'}"
+        audit_cli = [sys.executable, "-m", "audit.cli"]
         run(
-            [sys.executable, "-m", "audit.cli", "export", "--database", database, "-o", str(export)]
+            [
+                *audit_cli,
+                "export",
+                "--url",
+                self.url,
+                "--token-file",
+                str(token_file),
+                "-o",
+                str(export),
+            ]
         )
-        run([sys.executable, "-m", "audit.cli", "show", str(export)])
+        run([*audit_cli, "show", str(export)])
+        step("even-audit verify (offline, with the audit public key)")
+        public_key = DEMO / "audit_key.pub"
+        answer = httpx.get(f"{self.url}/v1/audit/public-key", trust_env=False)
+        public_key.write_bytes(answer.raise_for_status().content)
+        verify = [*audit_cli, "verify", str(export), "--public-key", str(public_key)]
+        return run(verify, capture_output=True).stdout.strip()
+
+    def token(self) -> str:
+        argv = [*even_command(), "dev-token", "--config", str(self.config), "--user", self.user]
+        return run(argv, capture_output=True).stdout.strip()
 
     def stop(self) -> None:
         if self.sshd is not None:
@@ -143,10 +164,11 @@ class Demo:
         sshd = self.start_host()
         certificate = self.request_access()
         remote_id = self.login(sshd, certificate)
-        self.show_audit()
+        verdict = self.audit()
         step("result")
         print(f"remote `id` on {HOSTNAME}: {remote_id}")
-        return 0
+        print(verdict)
+        return 0 if verdict.startswith("VALID:") else 1
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ granted, seq 1..N without gap or duplicate, and the exported chain verifies."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,3 +70,46 @@ def test_200_concurrent_grants_make_one_gapless_valid_chain(tmp_path: Path) -> N
     assert verdict.records == 1 + 2 * GRANTS + 1
     seqs = sorted(receipt.seq for receipt in receipts)
     assert len(set(seqs)) == GRANTS
+
+
+def test_even_audit_cli_exports_over_http_and_verifies(tmp_path: Path) -> None:
+    port = free_port()
+    config = make_live_even_dir(tmp_path / "even", port)
+    server = start_even(config, log_path=tmp_path / "even.log", port=port)
+    audit_cli = [sys.executable, "-m", "audit.cli"]
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text(_token(config, "audrey", "audit"))
+        export = tmp_path / "audit.jsonl"
+        done = subprocess.run(
+            [
+                *audit_cli,
+                "export",
+                "--url",
+                server.url,
+                "--token-file",
+                str(token_file),
+                "-o",
+                str(export),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        key = tmp_path / "audit.pem"
+        key.write_bytes(httpx.get(server.url + "/v1/audit/public-key", trust_env=False).content)
+        refused = subprocess.run(
+            [*audit_cli, "export", "--url", server.url],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        server.stop()
+    verdict = subprocess.run(
+        [*audit_cli, "verify", str(export), "--public-key", str(key)],
+        capture_output=True,
+        text=True,
+    )
+    assert verdict.returncode == 0 and verdict.stdout.startswith("VALID: "), verdict.stdout
+    assert refused.returncode == 2 and "no token" in refused.stderr
