@@ -7,6 +7,9 @@ key from that issuer's JWKS and an algorithm the server pinned.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +22,7 @@ from even.errors import InvalidToken, InvalidUsername
 from even.names import is_login
 
 MAX_TOKEN_LENGTH = 16 * 1024
+MAX_CACHED_TOKENS = 10_000
 # Headers that would let a token name its own verification key: never honoured, so refused.
 FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c")
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
@@ -53,8 +57,31 @@ class TokenVerifier:
         self._issuers = {issuer.settings.issuer: issuer for issuer in issuers}
         self._clock = clock
         self._leeway = leeway_seconds
+        self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def verify(self, token: str) -> Identity:
+        """The token's identity. A token verified before is answered from a cache keyed by its
+        SHA-256 until its own `exp` (+ leeway), exactly as long as a fresh check would pass."""
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("the token is not a JWT")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = self._clock.now().timestamp()
+        with self._cache_lock:
+            cached = self._cache.get(digest)
+            if cached is not None:
+                identity, expires = cached
+                if now <= expires + self._leeway:
+                    return identity
+                del self._cache[digest]
+        identity, expires = self._verify_uncached(token)
+        with self._cache_lock:
+            self._cache[digest] = (identity, expires)
+            if len(self._cache) > MAX_CACHED_TOKENS:
+                self._cache.popitem(last=False)
+        return identity
+
+    def _verify_uncached(self, token: str) -> tuple[Identity, float]:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the token is not a JWT")
         header = _header(token)
@@ -80,13 +107,14 @@ class TokenVerifier:
         # ID tokens carry these; an access token must not (SPEC §2).
         if "nonce" in claims or "at_hash" in claims:
             raise InvalidToken("an ID token is not an access token")
-        return Identity(
+        identity = Identity(
             username=_username(claims, settings),
             groups=_groups(claims, settings),
             issuer=settings.issuer,
             subject=str(claims.get("sub", "")),
             dev_issuer=issuer.dev,
         )
+        return identity, float(claims["exp"])
 
     def _issuer_for(self, token: str) -> TrustedIssuer:
         try:

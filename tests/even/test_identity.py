@@ -239,3 +239,21 @@ def test_garbage_tokens(verifier) -> None:
     for token in ["", "abc", "a.b.c", "a.b", "x" * 20000, "..", "e30.e30.", "\x00.\x00.\x00"]:
         with pytest.raises(InvalidToken):
             verifier.verify(token)
+
+
+def test_verified_tokens_are_cached_only_until_their_exp(verifier, clock, idp) -> None:
+    token = make_token(clock)
+    assert verifier.verify(token).username == "alice"
+    idp.down = True  # a cached answer needs no key lookup
+    assert verifier.verify(token).username == "alice"
+    clock.moment += timedelta(seconds=300 + 61)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+
+
+def test_cache_is_keyed_by_the_exact_token(verifier, clock) -> None:
+    token = make_token(clock)
+    verifier.verify(token)
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(InvalidToken):
+        verifier.verify(tampered)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from even.api.app import create_app
 from even.clock import FixedClock, SystemClock
-from even.config import IdentitySettings, IssuerSettings, load_settings
+from even.config import IdentitySettings, IssuerSettings, RateLimitSettings, load_settings
 from even.identity.jwks import JwksCache
 from even.store.db import make_engine
 from even.store.schema import upgrade
@@ -52,7 +52,13 @@ def even(tmp_path, oidc_provider):
         algorithms=["ES256", "RS256"],
         jwks_refetch_cooldown_seconds=60,
     )
-    settings = base.model_copy(update={"identity": IdentitySettings(issuers=[issuer])})
+    # Rate limits out of the way: the cases here are about token checks, not bursts.
+    generous = RateLimitSettings(
+        per_user_per_second=10_000, burst=10_000, failed_auth_per_ip_per_second=10_000
+    )
+    settings = base.model_copy(
+        update={"identity": IdentitySettings(issuers=[issuer]), "rate_limits": generous}
+    )
     upgrade(make_engine(settings.resolved_database_url))
     clock = FixedClock(SystemClock().now())
     components = build_components(settings, clock)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.chain import canonical
@@ -36,7 +38,7 @@ _BODY_DOC = {
     "",
     status_code=201,
     response_model=AccessGrantAnswer,
-    responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 502, 503),
     openapi_extra=_BODY_DOC,
 )
 async def request_access(
@@ -52,7 +54,7 @@ async def request_access(
             description="Retry safely: same key + same body → the first answer",
         ),
     ] = None,
-) -> AccessGrantAnswer:
+) -> Response:
     body = await read_json(request, AccessRequestBody)
     idempotency = None
     if idempotency_key is not None:
@@ -61,7 +63,9 @@ async def request_access(
     view = await run_in_threadpool(
         components.access.request_access, identity, body.to_input(), idempotency
     )
-    return AccessGrantAnswer.from_view(view)
+    # Serialised once with orjson (the hot path); the response_model above documents it.
+    answer = AccessGrantAnswer.from_view(view).model_dump()
+    return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
 
 
 @router.get(
@@ -109,7 +113,7 @@ class RevokeBody(BaseModel):
 @router.post(
     "/{request_id}/revoke",
     response_model=AccessRequestItem,
-    responses=problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+    responses=problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503),
     openapi_extra={
         "requestBody": {
             "required": False,
