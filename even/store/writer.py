@@ -1,0 +1,115 @@
+"""Group commit: one writer thread runs many callers' work in one transaction, one fsync.
+
+With `synchronous=FULL` (SQLite) or `synchronous_commit=on` (PostgreSQL) every commit waits
+for the disk, and the audit chain allows one writer at a time, so committing grants one by
+one caps throughput at the disk's flush rate. Here callers hand their work to the writer
+thread and block; it takes everything queued (up to a batch), runs each piece inside its own
+SAVEPOINT (one failing piece rolls back alone), commits once, and only then wakes each caller
+with its own result. Every answer still leaves after its own records are committed; if the
+commit fails, every caller in the batch gets StoreUnavailable and nothing of theirs exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from even.errors import EvenError, StoreUnavailable
+from even.store.db import transaction
+
+T = TypeVar("T")
+MAX_BATCH = 128
+log = logging.getLogger("even.store.writer")
+
+_Item = tuple[Callable[[Connection], Any], "Future[Any]"]
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = 0
+        self.items = 0
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(conn)` in the next group transaction; return once that has committed."""
+        self._ensure_thread()
+        future: Future[T] = Future()
+        self._queue.put((work, future))
+        return future.result()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._loop, name="even-group-commit", daemon=True
+                    )
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            with transaction(self._engine) as conn:
+                for work, future in batch:
+                    savepoint = conn.begin_nested()
+                    try:
+                        result = work(conn)
+                    except BaseException as exc:
+                        savepoint.rollback()
+                        outcomes.append((future, None, exc))
+                    else:
+                        savepoint.commit()
+                        outcomes.append((future, result, None))
+        except EvenError as exc:
+            self._fail(batch, exc)
+            return
+        except Exception:
+            log.exception("group commit failed")
+            self._fail(batch, StoreUnavailable("the audit store could not commit"))
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    @staticmethod
+    def _fail(batch: list[_Item], error: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
