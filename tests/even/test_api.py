@@ -1,7 +1,6 @@
 """The HTTP API in process: grants, denials, their audit records, and clear 4xx answers."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,26 +10,6 @@ from audit import store as audit_store
 from audit.chain import record_hash
 from even.api.app import create_app
 from even.identity.dev_issuer import DevIssuer
-from even.wiring import build_components
-
-
-@pytest.fixture
-def user_key(tmp_path: Path) -> str:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
-    )
-    return (tmp_path / "k.pub").read_text().strip()
-
-
-@pytest.fixture
-def components(settings, clock):
-    return build_components(settings, clock)
-
-
-@pytest.fixture
-def client(settings, components):
-    with TestClient(create_app(settings, components=components)) as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,41 +2,11 @@
 
 import csv
 import io
-import subprocess
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
-from fastapi.testclient import TestClient
 
 from audit.checkpoint import key_ring, parse_receipt
 from audit.verify import Valid, verify_jsonl
-from even.api.app import create_app
-from even.wiring import build_components
-
-
-@pytest.fixture
-def user_key(tmp_path: Path) -> str:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True
-    )
-    return (tmp_path / "k.pub").read_text().strip()
-
-
-@pytest.fixture
-def components(settings, clock):
-    return build_components(settings, clock)
-
-
-@pytest.fixture
-def client(settings, components):
-    with TestClient(create_app(settings, components=components)) as client:
-        yield client
-
-
-def auth(components, clock, user="alice", groups=()):
-    token = components.dev_issuer.mint(user, list(groups), issued_at=int(clock.now().timestamp()))
-    return {"Authorization": f"Bearer {token}"}
+from tests.even.conftest import auth
 
 
 def grant(client, components, clock, user_key, reason="debug INC-123 latency"):
