@@ -77,6 +77,39 @@ class PushSettings(_Strict):
     user: str = "granting-service"
     private_key: str = "push_key"
     known_hosts: str = "known_hosts"
+    # The whole push of one grant (every host) must finish within this; a `push_started`
+    # older than it without an outcome is the reconciler's (SPEC §5).
+    timeout_seconds: int = Field(default=30, ge=2, le=600)
+    connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    # Where to connect for a name Even reaches directly (a bastion, or a host without one),
+    # as "host:port"; the name itself stays the known_hosts key. Hosts behind a bastion are
+    # always reached by name, as the bastion's permitopen and resolver see them.
+    host_addresses: dict[str, str] = {}
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for address in value.values():
+            parse_address(address)
+        return value
+
+
+def parse_address(value: str, default_port: int = 22) -> tuple[str, int]:
+    """`host[:port]` or `[v6]:port` → (host, port); ValueError if it is neither."""
+    host, port = value, default_port
+    if value.startswith("["):
+        inner, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"address {value!r}: expected [IPv6]:PORT")
+        host, rest = inner, rest[1:]
+        port = int(rest) if rest.isdigit() else (default_port if not rest else -1)
+    elif value.count(":") == 1:
+        host, text = value.split(":")
+        port = int(text) if text.isdigit() else -1
+    bare_v6 = ":" in host and not value.startswith("[")
+    if not host or bare_v6 or not 1 <= port <= 65535 or any(c.isspace() or c in "/@" for c in host):
+        raise ValueError(f"address {value!r}: expected HOST:PORT")
+    return host, port
 
 
 class RateLimitSettings(_Strict):

@@ -93,6 +93,18 @@ class IdempotencyInFlight(EvenError):
     code = "idempotency_in_flight"
 
 
+class PushFailed(EvenError):
+    """502: a host could not be reached, trusted or changed; nothing was granted."""
+
+    code = "push_failed"
+
+
+class RevokeIncomplete(PushFailed):
+    """502: a pushed key could not be removed from every host; the grant stays, retry."""
+
+    code = "revoke_incomplete"
+
+
 class RateLimited(EvenError):
     """429: too many requests from this user, or failed authentications from this address."""
 

@@ -1,6 +1,9 @@
 """`even init DIR`: keys and a sample configuration, written once with safe permissions.
 
-Private keys are created 0600 with O_EXCL, so an existing key is never overwritten.
+Private keys are created 0600 with O_EXCL, so an existing key is never overwritten. The push
+key (push mode, SPEC §5) is Ed25519 in OpenSSH format with its `.pub` beside it, for the
+bastions' and hosts' `/etc/ssh/even_push_keys`; `known_hosts` starts empty, so Even trusts no
+host until the operator pins it (`ssh-keyscan -t ed25519 HOST >> known_hosts`, checked).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import os
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from audit.signing import generate_key_pem
 from even.ca import generate_ca_key_bytes
@@ -43,6 +48,20 @@ def _write_secret(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _write_push_key(path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    _write_secret(path, private)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    path.with_name(path.name + ".pub").write_bytes(public + b" even-push\n")
+
+
 def init_directory(
     directory: Path,
     *,
@@ -61,6 +80,14 @@ def init_directory(
         raise ConfigError(f"{config_path} exists; refusing to overwrite it")
     _write_secret(directory / "user_ca", generate_ca_key_bytes())
     _write_secret(directory / "audit_key", generate_key_pem())
+    _write_push_key(directory / "push_key")
+    known_hosts = directory / "known_hosts"
+    if not known_hosts.exists():
+        known_hosts.write_text(
+            "# Host keys Even pins for push mode, OpenSSH known_hosts format, keyed by the\n"
+            "# exact name Even uses: each bastion's address host and each target hostname.\n",
+            encoding="utf-8",
+        )
     if dev_issuer:
         _write_secret(directory / "dev_issuer_key", generate_dev_key_pem())
     issuers = []
@@ -87,6 +114,12 @@ def init_directory(
             "checkpoint_every_seconds": 60,
         },
         "bastions": [],
+        "push": {
+            "user": "granting-service",
+            "private_key": "push_key",
+            "known_hosts": "known_hosts",
+            "timeout_seconds": 30,
+        },
         "rate_limits": {
             "per_user_per_second": 20,
             "burst": 40,

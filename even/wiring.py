@@ -5,6 +5,7 @@ Nothing here runs at import time; `build_components` is called once per process.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,18 +13,27 @@ from sqlalchemy.engine import Engine
 
 from audit.signing import AuditSigner
 from even.clock import Clock, SystemClock
-from even.config import Settings
+from even.config import Settings, parse_address
 from even.errors import ConfigError
 from even.identity.dev_issuer import DevIssuer
 from even.identity.jwks import JwksCache, StaticKeys
 from even.identity.verifier import TokenVerifier, TrustedIssuer
 from even.policy import Policy, load_policy
+from even.push.errors import PushConfigError
+from even.push.pusher import ParamikoPusher, Pusher
+from even.push.runner import PushRunner
 from even.ratelimit import RateLimiter
 from even.service.access import AccessService
 from even.service.audit_log import AuditLogService, CheckpointPolicy
 from even.service.ca_registry import CaRegistry
+from even.service.classic import ClassicAccess
+from even.service.jobs import Jobs
+from even.service.push_access import PushAccessService
 from even.service.revocation import RevocationService
+from even.service.user_keys import UserKeyService
 from even.store.db import make_engine
+
+log = logging.getLogger("even")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class Components:
     revocation: RevocationService
     clock: Clock
     rate_limits: RateLimits
+    keys: UserKeyService
+    push: PushAccessService | None  # None: push mode not configured (no push key)
+    jobs: Jobs
+    classic: ClassicAccess
 
 
 def load_settings_policy(settings: Settings) -> Policy:
@@ -96,7 +110,61 @@ def build_verifier(settings: Settings, clock: Clock) -> tuple[TokenVerifier, Dev
     return verifier, dev_issuer
 
 
-def build_components(settings: Settings, clock: Clock | None = None) -> Components:
+def build_pusher(settings: Settings) -> Pusher | None:
+    """The paramiko pusher, or None when there is no push key (push mode off)."""
+    push = settings.push
+    key_path = settings.path(push.private_key)
+    if not key_path.exists():
+        log.warning("push mode is off: no push key at %s (`even init` creates one)", key_path)
+        return None
+    try:
+        return ParamikoPusher(
+            user=push.user,
+            private_key=key_path,
+            known_hosts=settings.path(push.known_hosts),
+            host_addresses={n: parse_address(a) for n, a in push.host_addresses.items()},
+            connect_timeout=push.connect_timeout_seconds,
+        )
+    except PushConfigError as exc:
+        raise ConfigError(f"push: {exc}") from exc
+
+
+def build_push(
+    settings: Settings,
+    pusher: Pusher | None,
+    *,
+    engine: Engine,
+    access: AccessService,
+    keys: UserKeyService,
+    signer: AuditSigner,
+    clock: Clock,
+) -> PushAccessService | None:
+    if pusher is None:
+        return None
+    for bastion in settings.bastions:
+        try:
+            parse_address(bastion.address)
+        except ValueError as exc:
+            raise ConfigError(f"bastion {bastion.name}: {exc}") from exc
+    runner = PushRunner(pusher, bastion_addresses={b.name: b.address for b in settings.bastions})
+    service = PushAccessService(
+        engine=engine,
+        access=access,
+        keys=keys,
+        runner=runner,
+        signer=signer,
+        clock=clock,
+        push_user=settings.push.user,
+        timeout_seconds=settings.push.timeout_seconds,
+    )
+    access.push = service  # mode=push requests go to it
+    return service
+
+
+def build_components(
+    settings: Settings, clock: Clock | None = None, *, pusher: Pusher | None = None
+) -> Components:
+    """`pusher` replaces the paramiko pusher (tests inject failures with it)."""
     clock = clock or SystemClock()
     engine = make_engine(settings.resolved_database_url)
     ca_registry = CaRegistry(settings=settings, engine=engine, clock=clock)
@@ -124,7 +192,22 @@ def build_components(settings: Settings, clock: Clock | None = None) -> Componen
         ),
     )
     rate_limits = build_rate_limits(settings, clock)
-    revocation = RevocationService(engine=engine, clock=clock, roles_for=access.roles)
+    keys = UserKeyService(engine=engine, clock=clock)
+    push = build_push(
+        settings,
+        pusher or build_pusher(settings),
+        engine=engine,
+        access=access,
+        keys=keys,
+        signer=signer,
+        clock=clock,
+    )
+    revocation = RevocationService(
+        engine=engine,
+        clock=clock,
+        roles_for=access.roles,
+        push_revoker=push.revoke_lines if push is not None else None,
+    )
     return Components(
         settings,
         engine,
@@ -137,4 +220,8 @@ def build_components(settings: Settings, clock: Clock | None = None) -> Componen
         revocation,
         clock,
         rate_limits,
+        keys,
+        push,
+        Jobs(engine=engine, clock=clock, push=push),
+        ClassicAccess(engine=engine, access=access, bastions=settings.bastions),
     )

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from piu import __version__, cmd_access, cmd_config, cmd_login, errors
+from piu import __version__, cmd_access, cmd_config, cmd_keys, cmd_login, errors
 from piu.render import escape
 from piu.runtime import Runtime
 
@@ -100,6 +100,7 @@ def cli(
     piu request-access [LOGIN@]HOST REASON…    (or just: piu HOST REASON…)
     piu ssh [LOGIN@]HOST [-- SSH-ARGS…]        reuse or request a grant, then ssh
     piu list-access | piu whoami | piu revoke ID | piu config show
+    piu keys add FILE                          register a public key for push mode
     """
     runtime = ctx.ensure_object(Runtime)
     runtime.even_url, runtime.cacert = even_url, cacert
@@ -112,7 +113,12 @@ def cli(
         ctx.call_on_close(debug.disable)
 
 
-for _command in (*cmd_login.COMMANDS, *cmd_access.COMMANDS, *cmd_config.COMMANDS):
+for _command in (
+    *cmd_login.COMMANDS,
+    *cmd_access.COMMANDS,
+    *cmd_keys.COMMANDS,
+    *cmd_config.COMMANDS,
+):
     cli.add_command(_command)
 
 

@@ -120,6 +120,14 @@ class EvenClient:
             return None
         return parse_access_request(self._json(resp))
 
+    def get_keys(self) -> list[str]:
+        return _keys_of(self._json(self._send("GET", "/v1/users/me/keys")))
+
+    def put_keys(self, keys: list[str]) -> list[str]:
+        """Replace the registered keys (Even answers them as stored)."""
+        resp = self._send("PUT", "/v1/users/me/keys", json={"keys": keys})
+        return _keys_of(self._json(resp))
+
     def _send(
         self,
         method: str,
@@ -152,6 +160,13 @@ class EvenClient:
             return resp.json()
         except ValueError as exc:
             raise BadResponse(f"Even answered {resp.status_code} without valid JSON") from exc
+
+
+def _keys_of(body: object) -> list[str]:
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise BadResponse("Even's answer has no list of keys")
+    return keys
 
 
 def _ssl_context(cacert: str) -> ssl.SSLContext:

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
-from even.api.routes import access, audit, dev_issuer, meta, trust
+from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
 from even.clock import Clock
 from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
@@ -26,6 +26,7 @@ from even.wiring import Components, build_components
 CONFIG_ENV = "EVEN_CONFIG_FILE"
 log = logging.getLogger("even.api")
 CHECKPOINT_POLL_SECONDS = 1.0
+JOBS_INTERVAL_SECONDS = 5.0
 
 
 def create_app(
@@ -43,8 +44,12 @@ def create_app(
             # Not ready (e.g. schema not created yet); /readyz says so and the first grant retries.
             log.error("could not record policy.loaded; is the schema current (`even db upgrade`)?")
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
+        jobs = asyncio.create_task(_jobs_loop(components))
         yield
         checkpoints.cancel()
+        jobs.cancel()
+        if components.push is not None:
+            components.push.close()  # the kept bastion connections
         try:
             # A checkpoint at shutdown: the last records are covered before we go.
             await run_in_threadpool(components.audit_log.checkpoint, force=True)
@@ -67,6 +72,8 @@ def create_app(
     app.include_router(access.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
+    app.include_router(keys.router)
+    app.include_router(classic.router)
     app.include_router(dev_issuer.router)
     return app
 
@@ -79,6 +86,19 @@ async def _checkpoint_loop(components: Components) -> None:
             await run_in_threadpool(components.audit_log.checkpoint)
         except StoreUnavailable:
             log.warning("checkpoint skipped: the audit store is unavailable")
+
+
+async def _jobs_loop(components: Components) -> None:
+    """Expiry and push reconciliation (even.service.jobs); the first round right at start,
+    so pushes a previous process left without an outcome are resolved first."""
+    while True:
+        try:
+            await run_in_threadpool(components.jobs.run_once)
+        except StoreUnavailable:
+            log.warning("jobs skipped: the store is unavailable")
+        except Exception:
+            log.exception("jobs round failed; retrying next round")
+        await asyncio.sleep(JOBS_INTERVAL_SECONDS)
 
 
 def app_from_environment() -> FastAPI:

@@ -31,6 +31,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.EvenError], int]] = [
     (errors.InvalidRequest, 422),
     (errors.NotFound, 404),
     (errors.RateLimited, 429),
+    (errors.PushFailed, 502),
     (errors.IdempotencyInFlight, 409),
     (errors.Conflict, 409),
 ]

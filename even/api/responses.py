@@ -16,6 +16,7 @@ _DESCRIPTIONS = {
     415: "Content type is not application/json",
     422: "Invalid field, or the policy's reason/lifetime conditions are not met",
     429: "Rate limited",
+    502: "A host could not be pushed to (or cleaned); nothing was granted",
     503: "Store or identity provider unavailable; nothing was issued",
 }
 

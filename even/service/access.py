@@ -8,11 +8,13 @@ certificate is returned only after that transaction has committed. A denial comm
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
@@ -54,6 +56,12 @@ _requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
 _serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
 
 
+class PushRequests(Protocol):
+    def prepare(
+        self, identity: Identity, request: AccessRequestInput
+    ) -> Callable[[IdempotencyKey | None], AccessRequestView]: ...
+
+
 class BastionNotAllowed(Denied):
     code = "bastion_not_allowed"
 
@@ -92,6 +100,8 @@ class AccessService:
         self._clock = clock
         self._bastions = {b.name: b for b in bastions}
         self._policy_recorded = False
+        # Push mode's use case, set by the composition root when push is configured.
+        self.push: PushRequests | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -109,19 +119,31 @@ class AccessService:
             audit_store.append(conn, event, self._clock.now())
         self._policy_recorded = True
 
+    def ensure_policy_recorded(self) -> None:
+        """No decision without the deciding policy on record (fail closed)."""
+        if not self._policy_recorded:
+            self.record_policy_loaded("policy_file")
+
     def request_access(
         self,
         identity: Identity,
         request: AccessRequestInput,
         idempotency: IdempotencyKey | None = None,
     ) -> AccessRequestView:
-        checked = self._validate(identity, request)
+        flow: Callable[[IdempotencyKey | None], AccessRequestView]
+        if request.mode == "push":
+            if self.push is None:
+                raise ModeUnavailable("push mode is not configured on this server (push.*)")
+            flow = self.push.prepare(identity, request)  # even.service.push_access
+        else:
+            checked = self._validate(identity, request)
+            flow = functools.partial(self._request_access, identity, request, checked)
         if idempotency is not None:
             replay = self._claim(identity, idempotency)
             if replay is not None:
                 return replay
         try:
-            return self._request_access(identity, request, checked, idempotency)
+            return flow(idempotency)
         except (Denied, PolicyRejected):
             raise  # the denial and its stored answer committed together
         except BaseException:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
-from even.errors import Conflict, Denied, NotFound
+from even.errors import Conflict, Denied, NotFound, RevokeIncomplete
 from even.identity import Identity
 from even.krl import build_krl, ca_key_blob
 from even.store import ca_keys
@@ -57,26 +58,59 @@ def _parse(value: str) -> datetime:
 
 class RevocationService:
     def __init__(
-        self, *, engine: Engine, clock: Clock, roles_for: Callable[[Identity], list[str]]
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        roles_for: Callable[[Identity], list[str]],
+        push_revoker: Callable[[str], list[str]] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._roles_for = roles_for
+        # Push mode: removes a grant's lines from its hosts, returns the hosts left unclean.
+        self._push_revoker = push_revoker
+
+    def _authorize(self, identity: Identity, row: Any) -> Any:
+        """The row if `identity` may revoke it; NotFound / RevokeNotAllowed otherwise."""
+        privileged = bool(REVOKERS & set(self._roles_for(identity)))
+        may_read = row is not None and (
+            row.username == identity.username
+            or privileged
+            or "auditor" in self._roles_for(identity)
+        )
+        if row is None or not may_read:
+            raise NotFound("no such access request")
+        if row.username != identity.username and not privileged:
+            raise RevokeNotAllowed("only the requester or an admin may revoke")
+        return row
+
+    def _remove_pushed_lines(self, identity: Identity, request_id: str) -> None:
+        """Push grants: every host clean before REVOKED is recorded (SPEC §5), else 502.
+
+        Outside the write transaction: hosts may take seconds, and the writer lock is global.
+        Authorised first, so nobody else's request makes Even talk to hosts.
+        """
+        with read_only(self._engine) as conn:
+            row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+        if row is None or row.mode != "push" or row.status not in ("GRANTED", "EXPIRED"):
+            return  # the transaction below gives the right answer
+        self._authorize(identity, row)
+        assert self._push_revoker is not None
+        unclean = self._push_revoker(request_id)
+        if unclean:
+            raise RevokeIncomplete(
+                f"the key could not be removed from {', '.join(unclean)}; the grant stays "
+                "GRANTED until every host is clean: try again"
+            )
 
     def revoke(self, identity: Identity, request_id: str, reason: str | None) -> str:
         """Revoke `request_id`; returns its status afterwards (idempotent for REVOKED)."""
-        privileged = bool(REVOKERS & set(self._roles_for(identity)))
+        if self._push_revoker is not None:
+            self._remove_pushed_lines(identity, request_id)
         with transaction(self._engine) as conn:
-            row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
-            may_read = row is not None and (
-                row.username == identity.username
-                or privileged
-                or "auditor" in self._roles_for(identity)
-            )
-            if row is None or not may_read:
-                raise NotFound("no such access request")
-            if row.username != identity.username and not privileged:
-                raise RevokeNotAllowed("only the requester or an admin may revoke")
+            found = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+            row = self._authorize(identity, found)
             if row.status == "REVOKED":
                 return "REVOKED"
             if row.status not in ("GRANTED", "EXPIRED"):

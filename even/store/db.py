@@ -3,8 +3,9 @@
 Invariants:
 - Every write goes through `transaction()`, and writes are totally ordered across all
   processes and replicas that share the database, so "read the audit head, append after it"
-  can never interleave. SQLite: an in-process lock plus `BEGIN IMMEDIATE`. PostgreSQL: the
-  first statement of every write transaction is `pg_advisory_xact_lock(WRITER_LOCK_KEY)`
+  can never interleave. Threads of one process first queue on an in-process lock; then
+  SQLite takes its file lock with `BEGIN IMMEDIATE`, and on PostgreSQL the first statement
+  of every write transaction is `pg_advisory_xact_lock(WRITER_LOCK_KEY)`
   (READ COMMITTED, so the statements after it see everything committed before the lock was
   granted). The audit table's `UNIQUE(seq)` and `UNIQUE(prev_hash)` are the tripwire should
   anything ever write around this.
@@ -26,7 +27,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -114,6 +115,10 @@ def _postgres_engine(url: URL, *, for_migrations: bool) -> Engine:
     return create_engine(
         postgres_url(url).difference_update_query(["options", "application_name"]),
         connect_args=connect_args,
+        # The writer lock relies on each statement seeing what committed before it: with a
+        # database default of REPEATABLE READ or SERIALIZABLE the snapshot would predate the
+        # lock, the head read would be stale and every concurrent append would collide.
+        isolation_level="READ COMMITTED",
         pool_pre_ping=True,
         pool_timeout=POOL_TIMEOUT_S,
     )
@@ -137,17 +142,26 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# SQLite allows one writer; threads of this process queue on a lock instead of busy-polling
-# the database file (its busy handler sleeps in growing steps, which wrecks throughput).
-_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+# Only one writer runs at a time anyway (SQLite's file lock; PostgreSQL's writer lock), so
+# threads of this process queue on a lock before they take a connection: SQLite would
+# otherwise busy-poll the file (its busy handler sleeps in growing steps, which wrecks
+# throughput), and on PostgreSQL each waiter would hold a pooled connection while it waits,
+# starving reads and /readyz. The wait is bounded like the database's own lock_timeout.
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
+WRITE_QUEUE_TIMEOUT_S = 10.0
 
 
-def _write_lock(engine: Engine) -> threading.Lock | nullcontext[None]:
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
+@contextmanager
+def _write_queue(engine: Engine) -> Iterator[None]:
     with _locks_guard:
-        return _sqlite_write_locks.setdefault(engine, threading.Lock())
+        lock = _write_locks.setdefault(engine, threading.Lock())
+    if not lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S):
+        raise StoreUnavailable("the audit store is busy")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def take_writer_lock(conn: Connection) -> None:
@@ -167,7 +181,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     it surfaces as StoreUnavailable: 503 + Retry-After, nothing issued, the client retries.
     """
     try:
-        with _write_lock(engine), engine.begin() as conn:
+        with _write_queue(engine), engine.begin() as conn:
             take_writer_lock(conn)
             yield conn
     except (DBAPIError, PoolTimeout) as exc:
@@ -187,6 +201,16 @@ def read_only(engine: Engine) -> Iterator[Connection]:
         if _store_unavailable(exc):
             raise StoreUnavailable("the store is unavailable") from exc
         raise
+
+
+def is_store_unavailable(exc: BaseException) -> bool:
+    """Whether an exception is a storage failure that means 503 ("unavailable, retry").
+
+    For code that catches database errors inside a transaction (e.g. per SAVEPOINT in a
+    group commit) and must still answer 503, not 500, for a timeout, a conflict or a lost
+    connection.
+    """
+    return isinstance(exc, DBAPIError | PoolTimeout) and _store_unavailable(exc)
 
 
 def _store_unavailable(exc: DBAPIError | PoolTimeout) -> bool:
