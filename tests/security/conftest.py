@@ -107,8 +107,9 @@ class Secure:
         with self.components.engine.connect() as conn:
             statuses = conn.execute(text("SELECT status FROM access_requests")).scalars().all()
             records = list(audit_store.iter_records(conn))
-        assert "GRANTED" not in statuses
-        assert not [r for r in records if r["type"] == "access.granted"]
+        assert "GRANTED" not in statuses and "PUSHING" not in statuses
+        issued = {"access.granted", "access.push_started"}
+        assert not [r for r in records if r["type"] in issued]
 
 
 def _keypair(directory: Path) -> str:
