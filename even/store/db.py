@@ -50,8 +50,11 @@ PG_CONNECT_TIMEOUT_S = 3
 PG_LOCK_TIMEOUT_MS = 5_000
 # No single statement of ours should take this long; exports read in small batches.
 PG_STATEMENT_TIMEOUT_MS = 15_000
-# A replica that stops talking mid-transaction (hung, partitioned) releases the writer lock.
-PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
+# A replica that stops talking mid-write (hung, partitioned) releases the writer lock: set
+# for write transactions only, with the lock. Readers (a slow client consuming a streamed
+# export) hold no lock that blocks anyone and get longer.
+PG_WRITER_IDLE_TIMEOUT_MS = 30_000
+PG_READER_IDLE_TIMEOUT_MS = 600_000
 # Waiting for a pooled connection when all are busy: bounded, then 503.
 POOL_TIMEOUT_S = 10
 # SQLSTATE classes/codes that mean "the store cannot take this now", not "your request is bad":
@@ -94,7 +97,7 @@ def _postgres_engine(url: URL, *, for_migrations: bool) -> Engine:
     settings = {
         "lock_timeout": PG_LOCK_TIMEOUT_MS,
         "statement_timeout": 0 if for_migrations else PG_STATEMENT_TIMEOUT_MS,
-        "idle_in_transaction_session_timeout": PG_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+        "idle_in_transaction_session_timeout": PG_READER_IDLE_TIMEOUT_MS,
     }
     ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
     # The operator's own `?options=` may tune timeouts (later -c wins), but never durability.
@@ -167,10 +170,15 @@ def _write_queue(engine: Engine) -> Iterator[None]:
 def take_writer_lock(conn: Connection) -> None:
     """Join the cluster-wide writer order (PostgreSQL; SQLite's BEGIN IMMEDIATE already did).
 
-    Held until the transaction ends; `lock_timeout` bounds the wait.
+    Held until the transaction ends; `lock_timeout` bounds the wait. The same statement (no
+    extra round trip) shortens this transaction's idle timeout, so a writer that goes silent
+    frees the lock for the other replicas.
     """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
+        conn.exec_driver_sql(
+            "SELECT set_config('idle_in_transaction_session_timeout', "
+            f"'{PG_WRITER_IDLE_TIMEOUT_MS}', true), pg_advisory_xact_lock({WRITER_LOCK_KEY})"
+        )
 
 
 @contextmanager
@@ -186,6 +194,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
     except (DBAPIError, PoolTimeout) as exc:
         if _store_unavailable(exc):
+            log.warning("write refused, store unavailable: %s", _describe(exc))
             raise StoreUnavailable("the audit store is unavailable") from exc
         raise
 
@@ -199,6 +208,7 @@ def read_only(engine: Engine) -> Iterator[Connection]:
             yield conn
     except (DBAPIError, PoolTimeout) as exc:
         if _store_unavailable(exc):
+            log.warning("read refused, store unavailable: %s", _describe(exc))
             raise StoreUnavailable("the store is unavailable") from exc
         raise
 
@@ -211,6 +221,12 @@ def is_store_unavailable(exc: BaseException) -> bool:
     connection.
     """
     return isinstance(exc, DBAPIError | PoolTimeout) and _store_unavailable(exc)
+
+
+def _describe(exc: DBAPIError | PoolTimeout) -> str:
+    # The driver's class and SQLSTATE say why; its message may quote row values, so no more.
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__} {getattr(orig, 'sqlstate', None) or ''}".strip()
 
 
 def _store_unavailable(exc: DBAPIError | PoolTimeout) -> bool:
