@@ -136,6 +136,9 @@ def _export_database(database_url: str, output: Path | None) -> None:
         "even-audit: exporting straight from the database: read-only and NOT audited", err=True
     )
     url = database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        # psycopg 3 is the driver Even installs (SQLAlchemy's default would be psycopg2).
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
         url = f"sqlite:///file:{url[len('sqlite:///') :]}?mode=ro&uri=true"
     try:

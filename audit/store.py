@@ -51,6 +51,8 @@ audit_checkpoints = Table(
 )
 
 APPEND_ONLY_TABLES = ("audit_records", "audit_checkpoints")
+# Built once so SQLAlchemy reuses the compiled statement on the hot path.
+_INSERT_RECORD = audit_records.insert()
 
 
 def _sqlite_trigger(table: str, action: str) -> str:
@@ -126,13 +128,23 @@ def head(conn: Connection) -> tuple[int, str]:
     return int(row.seq), str(row.hash)
 
 
-def append(conn: Connection, event: AuditEvent, now: datetime) -> dict[str, Any]:
-    """Append one record after the current head, in the caller's transaction."""
-    last_seq, last_hash = head(conn)
+def append(
+    conn: Connection, event: AuditEvent, now: datetime, *, after: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Append one record after the current head, in the caller's transaction.
+
+    `after` is the record this same transaction appended last: the head is then known and
+    not read again. (A wrong `after` cannot fork the chain: UNIQUE(seq) and UNIQUE(prev_hash)
+    refuse it.)
+    """
+    if after is not None:
+        last_seq, last_hash = int(after["seq"]), str(after["hash"])
+    else:
+        last_seq, last_hash = head(conn)
     record = seal(event, seq=last_seq + 1, time=format_time(now), prev_hash=last_hash)
     row = dict(record)
     row["details"] = orjson.dumps(record["details"], option=orjson.OPT_SORT_KEYS).decode()
-    conn.execute(audit_records.insert().values(**row))
+    conn.execute(_INSERT_RECORD, row)
     return record
 
 

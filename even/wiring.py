@@ -32,6 +32,7 @@ from even.service.push_access import PushAccessService
 from even.service.revocation import RevocationService
 from even.service.user_keys import UserKeyService
 from even.store.db import make_engine
+from even.store.writer import GroupCommitWriter
 
 log = logging.getLogger("even")
 
@@ -181,6 +182,8 @@ def build_components(
         clock=clock,
         bastions=settings.bastions,
     )
+    # Grants share transactions (and fsyncs) through one writer per process.
+    access.writer = GroupCommitWriter(engine)
     audit_log = AuditLogService(
         engine=engine,
         signer=signer,

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
@@ -47,6 +47,7 @@ from even.sshkeys import ParsedPublicKey, parse_public_key
 from even.store import idempotency as idempotency_store
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow, CertificateSerialRow
+from even.store.writer import GroupCommitWriter
 
 CLOCK_SKEW = timedelta(seconds=60)
 BASTION_FORCE_COMMAND = "/usr/sbin/nologin"
@@ -54,6 +55,10 @@ PRIVILEGED_READ_ROLES = frozenset({"auditor", "admin"})
 
 _requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
 _serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
+# Built once: SQLAlchemy then reuses the compiled statement (building per call is costly).
+_INSERT_REQUEST = _requests.insert()
+_INSERT_SERIAL = _serials.insert()
+_T = TypeVar("_T")
 
 
 class PushRequests(Protocol):
@@ -102,6 +107,8 @@ class AccessService:
         self._policy_recorded = False
         # Push mode's use case, set by the composition root when push is configured.
         self.push: PushRequests | None = None
+        # Group commit for the grant hot path; None means one transaction per request.
+        self.writer: GroupCommitWriter | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -182,16 +189,20 @@ class AccessService:
         checked: _Validated,
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
-        if not self._policy_recorded:
-            # No decision without the deciding policy on record (fail closed).
-            self.record_policy_loaded("policy_file")
-        subject = Subject(identity.username, identity.groups)
+        self.ensure_policy_recorded()
         request_id = str(uuid.uuid4())
-        refusal: EvenError | None = None
-        with transaction(self._engine) as conn:
+        # Policy is pure: decide before taking the write lock, record inside it.
+        refusal: Denied | PolicyRejected | None = None
+        grant: Grant | None = None
+        try:
+            grant = self._decide(Subject(identity.username, identity.groups), request, checked)
+        except (Denied, PolicyRejected) as exc:
+            refusal = exc
+
+        def record(conn: Connection) -> AccessRequestView | None:
             now = self._clock.now()
             base = _event_fields(identity, request, checked, request_id)
-            audit_store.append(
+            requested = audit_store.append(
                 conn,
                 AuditEvent(
                     type="access.requested",
@@ -206,28 +217,40 @@ class AccessService:
                 ),
                 now,
             )
-            try:
-                grant = self._decide(subject, request, checked)
-            except (Denied, PolicyRejected) as exc:
-                refusal = exc
-                self._record_denial(conn, identity, request, checked, request_id, exc)
+            view = None
+            if refusal is not None:
+                self._record_denial(
+                    conn, requested, identity, request, checked, request_id, refusal
+                )
                 answer: dict[str, Any] = {
                     "error": {
-                        "type": type(exc).__name__,
-                        "code": exc.code,
-                        "message": exc.message,
-                        "extra": dict(exc.extra),
+                        "type": type(refusal).__name__,
+                        "code": refusal.code,
+                        "message": refusal.message,
+                        "extra": dict(refusal.extra),
                     }
                 }
             else:
-                view = self._grant(conn, identity, request, checked, request_id, grant)
+                assert grant is not None
+                view = self._grant(conn, requested, identity, request, checked, request_id, grant)
                 answer = {"view": asdict(view)}
             if idempotency is not None:
                 # In the grant's own transaction: the answer exists exactly when the grant does.
                 idempotency_store.finish(conn, identity.username, idempotency.key, answer)
+            return view
+
+        view = self._write(record)
         if refusal is not None:
             raise refusal  # only after the denial record has committed
+        assert view is not None
         return view
+
+    def _write(self, work: Callable[[Connection], _T]) -> _T:
+        """Run `work` in a write transaction: grouped with others' when a writer is set."""
+        if self.writer is not None:
+            return self.writer.run(work)
+        with transaction(self._engine) as conn:
+            return work(conn)
 
     def _validate(self, identity: Identity, request: AccessRequestInput) -> _Validated:
         if request.mode != "certificate":
@@ -260,6 +283,7 @@ class AccessService:
     def _record_denial(
         self,
         conn: Connection,
+        after: dict[str, Any],
         identity: Identity,
         request: AccessRequestInput,
         checked: _Validated,
@@ -271,9 +295,12 @@ class AccessService:
         if "rule" in error.extra:
             details["rule"] = str(error.extra["rule"])
         base = _event_fields(identity, request, checked, request_id)
-        audit_store.append(conn, AuditEvent(type="access.denied", **base, details=details), now)
+        audit_store.append(
+            conn, AuditEvent(type="access.denied", **base, details=details), now, after=after
+        )
         conn.execute(
-            _requests.insert().values(
+            _INSERT_REQUEST,
+            _request_row(
                 id=request_id,
                 status="DENIED",
                 username=identity.username,
@@ -284,16 +311,18 @@ class AccessService:
                 rule=details.get("rule"),
                 bastion=request.bastion,
                 lifetime_minutes=request.lifetime_minutes or 0,
+                principals="[]",
                 fingerprint=checked.public_key.fingerprint,
                 status_reason=error.code,
                 created=rfc3339(now),
                 last_modified=rfc3339(now),
-            )
+            ),
         )
 
     def _grant(
         self,
         conn: Connection,
+        after: dict[str, Any],
         identity: Identity,
         request: AccessRequestInput,
         checked: _Validated,
@@ -359,36 +388,34 @@ class AccessService:
             details["dev_issuer"] = True
         base = _event_fields(identity, request, checked, request_id)
         record = audit_store.append(
-            conn, AuditEvent(type="access.granted", **base, details=details), now
+            conn, AuditEvent(type="access.granted", **base, details=details), now, after=after
         )
-        conn.execute(
-            _requests.insert().values(
-                id=request_id,
-                status="GRANTED",
-                username=identity.username,
-                login=checked.login,
-                hostname=request.hostname,
-                mode=request.mode,
-                reason=request.reason,
-                rule=rule.name,
-                bastion=rule.bastion,
-                lifetime_minutes=grant.lifetime_minutes,
-                fingerprint=checked.public_key.fingerprint,
-                serial=serial,
-                key_id=key_id,
-                principals=json.dumps(principals),
-                valid_after=rfc3339(valid_after),
-                valid_before=rfc3339(valid_before),
-                certificate=certificate,
-                bastion_serial=bastion_serial,
-                bastion_certificate=bastion_certificate,
-                created=rfc3339(now),
-                last_modified=rfc3339(now),
-            )
+        row = _request_row(
+            id=request_id,
+            status="GRANTED",
+            username=identity.username,
+            login=checked.login,
+            hostname=request.hostname,
+            mode=request.mode,
+            reason=request.reason,
+            rule=rule.name,
+            bastion=rule.bastion,
+            lifetime_minutes=grant.lifetime_minutes,
+            fingerprint=checked.public_key.fingerprint,
+            serial=serial,
+            key_id=key_id,
+            principals=json.dumps(principals),
+            valid_after=rfc3339(valid_after),
+            valid_before=rfc3339(valid_before),
+            certificate=certificate,
+            bastion_serial=bastion_serial,
+            bastion_certificate=bastion_certificate,
+            created=rfc3339(now),
+            last_modified=rfc3339(now),
         )
-        row = conn.execute(select(_requests).where(_requests.c.id == request_id)).one()
+        conn.execute(_INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"])
-        return _view(row._mapping, receipt=receipt)
+        return _view(row, receipt=receipt)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -466,6 +493,14 @@ def _replay(answer: dict[str, Any]) -> AccessRequestView:
     raise replayed
 
 
+_REQUEST_COLUMNS = tuple(column.name for column in _requests.columns)
+
+
+def _request_row(**values: Any) -> dict[str, Any]:
+    """A full access_requests row (absent columns NULL), so one compiled INSERT fits all."""
+    return {name: values.get(name) for name in _REQUEST_COLUMNS}
+
+
 def _event_fields(
     identity: Identity, request: AccessRequestInput, checked: _Validated, request_id: str
 ) -> dict[str, Any]:
@@ -492,12 +527,13 @@ def _next_serial(
     conn: Connection, request_id: str, purpose: str, valid_before: str, ca_fingerprint: str
 ) -> int:
     result = conn.execute(
-        _serials.insert().values(
-            request_id=request_id,
-            purpose=purpose,
-            valid_before=valid_before,
-            ca_fingerprint=ca_fingerprint,
-        )
+        _INSERT_SERIAL,
+        {
+            "request_id": request_id,
+            "purpose": purpose,
+            "valid_before": valid_before,
+            "ca_fingerprint": ca_fingerprint,
+        },
     )
     serial = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if not isinstance(serial, int) or not 1 <= serial < 2**53:

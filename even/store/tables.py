@@ -51,13 +51,6 @@ class CertificateSerialRow(SQLModel, table=True):
     ca_fingerprint: str | None = Field(default=None, max_length=64)
 
 
-class SchemaVersionRow(SQLModel, table=True):
-    __tablename__ = "schema_version"
-
-    id: int = Field(default=1, primary_key=True)
-    version: int
-
-
 class IdempotencyKeyRow(SQLModel, table=True):
     """One `Idempotency-Key` per requester: the request's body hash and, once done, its answer.
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from even.errors import EvenError, StoreUnavailable
-from even.store.db import transaction
+from even.store.db import is_store_unavailable, transaction
 
 T = TypeVar("T")
 MAX_BATCH = 128
@@ -89,7 +89,11 @@ class GroupCommitWriter:
                         result = work(conn)
                     except BaseException as exc:
                         savepoint.rollback()
-                        outcomes.append((future, None, exc))
+                        # A timeout or conflict inside the piece is a 503, never a 500.
+                        error: BaseException = exc
+                        if is_store_unavailable(exc):
+                            error = StoreUnavailable("the audit store is unavailable")
+                        outcomes.append((future, None, error))
                     else:
                         savepoint.commit()
                         outcomes.append((future, result, None))
@@ -102,11 +106,11 @@ class GroupCommitWriter:
             return
         self.batches += 1
         self.items += len(batch)
-        for future, result, error in outcomes:
-            if error is None:
+        for future, result, failure in outcomes:
+            if failure is None:
                 future.set_result(result)
             else:
-                future.set_exception(error)
+                future.set_exception(failure)
 
     @staticmethod
     def _fail(batch: list[_Item], error: BaseException) -> None:

@@ -52,8 +52,6 @@ from harness.even_server import even_command
 from harness.postgres import PostgresCluster, PostgresDatabase, PostgresUnavailable, start_postgres
 from tests.conftest import make_even_dir, requires_real_component
 
-# Still in the models but replaced by alembic_version; ignored until the model is removed.
-RETIRED_TABLES = {"schema_version"}
 APPEND_ONLY = ("audit_records", "audit_checkpoints")
 
 
@@ -73,11 +71,7 @@ def _drift(engine: Engine) -> list[object]:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(context, target_metadata())
-    return [
-        d
-        for d in diffs
-        if not (isinstance(d, tuple) and d[0] == "add_table" and d[1].name in RETIRED_TABLES)
-    ]
+    return list(diffs)
 
 
 def test_sqlite_migrations_match_the_models(tmp_path: Path) -> None:
