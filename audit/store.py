@@ -15,17 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, and_, select
 from sqlalchemy.engine import Connection
 
 from audit.chain import GENESIS_HASH, AuditEvent, seal
 
 metadata = MetaData()
+# 64-bit positions on PostgreSQL; SQLite's INTEGER is 64-bit already.
+Position = BigInteger().with_variant(Integer(), "sqlite")
 
 audit_records = Table(
     "audit_records",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Position, primary_key=True, autoincrement=False),
     Column("time", String(32), nullable=False),
     Column("type", String(64), nullable=False),
     Column("username", String(64)),
@@ -42,7 +44,7 @@ audit_records = Table(
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
-    Column("size", Integer, primary_key=True, autoincrement=False),
+    Column("size", Position, primary_key=True, autoincrement=False),
     Column("origin", Text, nullable=False),
     Column("head", String(64), nullable=False),
     Column("time", String(32), nullable=False),

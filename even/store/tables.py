@@ -7,7 +7,12 @@ its own serial, within 1 ≤ serial < 2^53.
 
 from __future__ import annotations
 
+from sqlalchemy import BigInteger, Integer
 from sqlmodel import Field, SQLModel
+
+# 64-bit on PostgreSQL; plain INTEGER on SQLite, whose INTEGER PRIMARY KEY is the 64-bit rowid
+# (a BIGINT primary key there would lose AUTOINCREMENT).
+Serial = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class AccessRequestRow(SQLModel, table=True):
@@ -24,13 +29,13 @@ class AccessRequestRow(SQLModel, table=True):
     bastion: str | None = Field(default=None, max_length=64)
     lifetime_minutes: int
     fingerprint: str | None = Field(default=None, max_length=64)
-    serial: int | None = Field(default=None, index=True)
+    serial: int | None = Field(default=None, index=True, sa_type=Serial)
     key_id: str | None = Field(default=None, max_length=128)
     principals: str = "[]"  # JSON array
     valid_after: str | None = None
     valid_before: str | None = None
     certificate: str | None = None
-    bastion_serial: int | None = None
+    bastion_serial: int | None = Field(default=None, sa_type=Serial)
     bastion_certificate: str | None = None
     status_reason: str | None = None
     revoked_at: str | None = None
@@ -44,7 +49,7 @@ class CertificateSerialRow(SQLModel, table=True):
     __tablename__ = "certificate_serials"
     __table_args__ = {"sqlite_autoincrement": True}
 
-    serial: int | None = Field(default=None, primary_key=True)
+    serial: int | None = Field(default=None, primary_key=True, sa_type=Serial)
     request_id: str = Field(index=True, max_length=36)
     purpose: str = Field(max_length=16)  # "target" or "bastion"
     valid_before: str

@@ -290,3 +290,20 @@ def test_try_job_lock_lets_one_holder_run_a_job(
     sqlite = make_engine(f"sqlite:///{tmp_path / 'even.db'}")
     with transaction(sqlite) as conn:
         assert try_job_lock(conn, "expiry") is True  # BEGIN IMMEDIATE already excludes others
+
+
+def test_serials_and_chain_positions_reach_past_2_to_the_31(migrated: PostgresDatabase) -> None:
+    """SPEC §4: 1 ≤ serial < 2^53; the columns and the serial sequence are 64-bit."""
+    big = 2**53 - 10
+    owner = make_engine(migrated.owner_url, for_migrations=True)
+    with owner.begin() as conn:
+        conn.execute(text(f"ALTER SEQUENCE certificate_serials_serial_seq RESTART WITH {big}"))
+    app = make_engine(migrated.app_url)
+    with app.begin() as conn:
+        serial = conn.execute(
+            text(
+                "INSERT INTO certificate_serials (request_id, purpose, valid_before) "
+                "VALUES ('r', 'target', '2030-01-01T00:00:00Z') RETURNING serial"
+            )
+        ).scalar_one()
+    assert serial == big
