@@ -97,8 +97,9 @@ def serve(config_file: Path, host: str, port: int, workers: int, log_level: str)
     if workers > 1:
         uvicorn.run("even.api.app:app_from_environment", factory=True, workers=workers, **common)
         return
-    from even.api.app import create_app
+    from even.api.app import create_app, tune_interpreter
 
+    tune_interpreter()
     try:
         app = create_app(load_settings(config_file))
     except EvenError as exc:

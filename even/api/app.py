@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -103,5 +104,13 @@ async def _jobs_loop(components: Components) -> None:
         await asyncio.sleep(JOBS_INTERVAL_SECONDS)
 
 
+def tune_interpreter() -> None:
+    """Hand the GIL over every 0.5 ms instead of 5 ms: a grant crosses the event loop, a
+    worker thread and the group-commit writer, and each handoff otherwise waits a full
+    interval while another thread computes."""
+    sys.setswitchinterval(0.0005)
+
+
 def app_from_environment() -> FastAPI:
+    tune_interpreter()
     return create_app(load_settings(os.environ[CONFIG_ENV]))

@@ -47,7 +47,7 @@ from even.sshkeys import ParsedPublicKey, parse_public_key
 from even.store import idempotency as idempotency_store
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow, CertificateSerialRow
-from even.store.writer import GroupCommitWriter
+from even.store.writer import GroupCommitWriter, batch_state
 
 CLOCK_SKEW = timedelta(seconds=60)
 BASTION_FORCE_COMMAND = "/usr/sbin/nologin"
@@ -202,24 +202,25 @@ class AccessService:
         def record(conn: Connection) -> AccessRequestView | None:
             now = self._clock.now()
             base = _event_fields(identity, request, checked, request_id)
+            state = batch_state(conn)
+            # In a group commit, the previous piece's last record is this one's head.
+            previous = state.last_record if state is not None else None
+            details = {
+                "mode": request.mode,
+                "fingerprint": checked.public_key.fingerprint,
+                "lifetime_minutes": request.lifetime_minutes,
+                "bastion": request.bastion,
+                "dev_issuer": identity.dev_issuer,
+            }
             requested = audit_store.append(
                 conn,
-                AuditEvent(
-                    type="access.requested",
-                    **base,
-                    details={
-                        "mode": request.mode,
-                        "fingerprint": checked.public_key.fingerprint,
-                        "lifetime_minutes": request.lifetime_minutes,
-                        "bastion": request.bastion,
-                        "dev_issuer": identity.dev_issuer,
-                    },
-                ),
+                AuditEvent(type="access.requested", **base, details=details),
                 now,
+                after=previous,
             )
             view = None
             if refusal is not None:
-                self._record_denial(
+                last = self._record_denial(
                     conn, requested, identity, request, checked, request_id, refusal
                 )
                 answer: dict[str, Any] = {
@@ -232,11 +233,15 @@ class AccessService:
                 }
             else:
                 assert grant is not None
-                view = self._grant(conn, requested, identity, request, checked, request_id, grant)
+                view, last = self._grant(
+                    conn, requested, identity, request, checked, request_id, grant
+                )
                 answer = {"view": asdict(view)}
             if idempotency is not None:
                 # In the grant's own transaction: the answer exists exactly when the grant does.
                 idempotency_store.finish(conn, identity.username, idempotency.key, answer)
+            if state is not None:
+                state.last_record = last
             return view
 
         view = self._write(record)
@@ -289,13 +294,14 @@ class AccessService:
         checked: _Validated,
         request_id: str,
         error: EvenError,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Record the denial; returns its audit record (this transaction's new head)."""
         now = self._clock.now()
         details: dict[str, Any] = {"code": error.code, "mode": request.mode}
         if "rule" in error.extra:
             details["rule"] = str(error.extra["rule"])
         base = _event_fields(identity, request, checked, request_id)
-        audit_store.append(
+        denied = audit_store.append(
             conn, AuditEvent(type="access.denied", **base, details=details), now, after=after
         )
         conn.execute(
@@ -318,6 +324,7 @@ class AccessService:
                 last_modified=rfc3339(now),
             ),
         )
+        return denied
 
     def _grant(
         self,
@@ -328,14 +335,21 @@ class AccessService:
         checked: _Validated,
         request_id: str,
         grant: Grant,
-    ) -> AccessRequestView:
+    ) -> tuple[AccessRequestView, dict[str, Any]]:
+        """Sign and record the grant; returns its view and audit record (the new head)."""
         now = self._clock.now()
         rule = grant.rule
         valid_after = now - CLOCK_SKEW
         valid_before = now + timedelta(minutes=grant.lifetime_minutes)
         principals = _principals(rule, checked.login, request.hostname)
         key_id = f"even:{request_id}:{identity.username}"
-        ca = self._ca_registry.signing_ca(conn)
+        state = batch_state(conn)
+        # The CA's state is read once per transaction (the write lock is held throughout).
+        ca = state.memo.get("ca") if state is not None else None
+        if ca is None:
+            ca = self._ca_registry.signing_ca(conn)
+            if state is not None:
+                state.memo["ca"] = ca
         ca_fingerprint = ca.active.fingerprint
         serial = _next_serial(conn, request_id, "target", rfc3339(valid_before), ca_fingerprint)
         certificate = ca.sign(
@@ -415,7 +429,7 @@ class AccessService:
         )
         conn.execute(_INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"])
-        return _view(row, receipt=receipt)
+        return _view(row, receipt=receipt), record
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 With `synchronous=FULL` (SQLite) or `synchronous_commit=on` (PostgreSQL) every commit waits
 for the disk, and the audit chain allows one writer at a time, so committing grants one by
 one caps throughput at the disk's flush rate. Here callers hand their work to the writer
-thread and block; it takes everything queued (up to a batch), runs each piece inside its own
-SAVEPOINT (one failing piece rolls back alone), commits once, and only then wakes each caller
-with its own result. Every answer still leaves after its own records are committed; if the
+thread and block; it takes everything queued (up to a batch), runs the pieces in one
+transaction, commits once, and only then wakes each caller with its own result; if a piece
+fails, the batch rolls back and every piece reruns in its own transaction, so a failure only
+ever reaches its own caller. Every answer still leaves after its own records are committed; if the
 commit fails, every caller in the batch gets StoreUnavailable and nothing of theirs exists.
 """
 
@@ -16,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -28,6 +30,28 @@ MAX_BATCH = 128
 log = logging.getLogger("even.store.writer")
 
 _Item = tuple[Callable[[Connection], Any], "Future[Any]"]
+BATCH_STATE = "even.batch_state"
+
+
+class _PieceFailed(Exception):
+    """One piece of a batch raised: roll the batch back and run the pieces one by one."""
+
+
+@dataclass
+class BatchState:
+    """What the pieces of one transaction may share: facts this transaction established.
+
+    Lives only inside one transaction attempt (set at BEGIN, dropped at its end), so a
+    rolled-back attempt can never leak a head that was not committed.
+    """
+
+    last_record: dict[str, Any] | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+def batch_state(conn: Connection) -> BatchState | None:
+    state = conn.info.get(BATCH_STATE)
+    return state if isinstance(state, BatchState) else None
 
 
 class GroupCommitWriter:
@@ -80,23 +104,13 @@ class GroupCommitWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        """All pieces in one transaction; if any piece fails, each reruns on its own."""
         try:
-            with transaction(self._engine) as conn:
-                for work, future in batch:
-                    savepoint = conn.begin_nested()
-                    try:
-                        result = work(conn)
-                    except BaseException as exc:
-                        savepoint.rollback()
-                        # A timeout or conflict inside the piece is a 503, never a 500.
-                        error: BaseException = exc
-                        if is_store_unavailable(exc):
-                            error = StoreUnavailable("the audit store is unavailable")
-                        outcomes.append((future, None, error))
-                    else:
-                        savepoint.commit()
-                        outcomes.append((future, result, None))
+            results = self._run_together(batch)
+        except _PieceFailed:
+            for item in batch:
+                self._run_alone(item)
+            return
         except EvenError as exc:
             self._fail(batch, exc)
             return
@@ -106,11 +120,44 @@ class GroupCommitWriter:
             return
         self.batches += 1
         self.items += len(batch)
-        for future, result, failure in outcomes:
-            if failure is None:
-                future.set_result(result)
-            else:
-                future.set_exception(failure)
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
+
+    def _run_together(self, batch: list[_Item]) -> list[Any]:
+        # No savepoint per piece (two more statements each, on the serial path): failures
+        # are rare, and the whole batch rolls back before anything is answered.
+        with transaction(self._engine) as conn:
+            conn.info[BATCH_STATE] = BatchState()
+            try:
+                results = []
+                for work, _ in batch:
+                    try:
+                        results.append(work(conn))
+                    except BaseException as exc:
+                        raise _PieceFailed from exc
+                return results
+            finally:
+                conn.info.pop(BATCH_STATE, None)
+
+    def _run_alone(self, item: _Item) -> None:
+        work, future = item
+        try:
+            with transaction(self._engine) as conn:
+                conn.info[BATCH_STATE] = BatchState()
+                try:
+                    result = work(conn)
+                finally:
+                    conn.info.pop(BATCH_STATE, None)
+        except BaseException as exc:
+            # A timeout or conflict inside the piece is a 503, never a 500.
+            failure: BaseException = exc
+            if is_store_unavailable(exc):
+                failure = StoreUnavailable("the audit store is unavailable")
+            future.set_exception(failure)
+        else:
+            self.batches += 1
+            self.items += 1
+            future.set_result(result)
 
     @staticmethod
     def _fail(batch: list[_Item], error: BaseException) -> None:
