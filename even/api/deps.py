@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from even.errors import InvalidToken, RateLimited
 from even.identity import Identity
 from even.wiring import Components
 
 
-def get_components(request: Request) -> Components:
+async def get_components(request: Request) -> Components:
     components: Components = request.app.state.components
     return components
 
 
-def current_identity(
+async def current_identity(
     request: Request, components: Annotated[Components, Depends(get_components)]
 ) -> Identity:
     """The bearer token's identity; anything else is 401 with WWW-Authenticate."""
@@ -31,7 +32,14 @@ def current_identity(
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("a bearer token is required")
-        identity = components.verifier.verify(token.strip())
+        token = token.strip()
+        # A token seen before answers from the cache on the event loop; a new one may need
+        # the issuer's JWKS (network I/O), so it is verified on a worker thread.
+        cached = components.verifier.cached(token)
+        if cached is not None:
+            identity = cached
+        else:
+            identity = await run_in_threadpool(components.verifier.verify, token)
     except InvalidToken:
         limits.failed_auth.hit(client_ip)
         raise

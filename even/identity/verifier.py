@@ -66,20 +66,36 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the token is not a JWT")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        now = self._clock.now().timestamp()
-        with self._cache_lock:
-            cached = self._cache.get(digest)
-            if cached is not None:
-                identity, expires = cached
-                if now <= expires + self._leeway:
-                    return identity
-                del self._cache[digest]
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
         identity, expires = self._verify_uncached(token)
         with self._cache_lock:
             self._cache[digest] = (identity, expires)
             if len(self._cache) > MAX_CACHED_TOKENS:
                 self._cache.popitem(last=False)
         return identity
+
+    def cached(self, token: str) -> Identity | None:
+        """The identity of a token verified before and still within its exp, else None.
+
+        Pure CPU and no I/O, so an event loop may call it; `verify` does the rest.
+        """
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        return self._cached(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+
+    def _cached(self, digest: bytes) -> Identity | None:
+        now = self._clock.now().timestamp()
+        with self._cache_lock:
+            entry = self._cache.get(digest)
+            if entry is None:
+                return None
+            identity, expires = entry
+            if now <= expires + self._leeway:
+                return identity
+            del self._cache[digest]
+            return None
 
     def _verify_uncached(self, token: str) -> tuple[Identity, float]:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:

@@ -8,6 +8,7 @@ certificate is returned only after that transaction has committed. A denial comm
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import uuid
@@ -190,6 +191,23 @@ class AccessService:
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
         self.ensure_policy_recorded()
+        _, refusal, record = self._prepare(identity, request, checked, idempotency)
+        view = self._write(record)
+        if refusal is not None:
+            raise refusal  # only after the denial record has committed
+        assert view is not None
+        return view
+
+    def _prepare(
+        self,
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        idempotency: IdempotencyKey | None,
+    ) -> tuple[
+        str, Denied | PolicyRejected | None, Callable[[Connection], AccessRequestView | None]
+    ]:
+        """Decide (pure) and return the transaction work that records the outcome."""
         request_id = str(uuid.uuid4())
         # Policy is pure: decide before taking the write lock, record inside it.
         refusal: Denied | PolicyRejected | None = None
@@ -244,9 +262,31 @@ class AccessService:
                 state.last_record = last
             return view
 
-        view = self._write(record)
+        return request_id, refusal, record
+
+    async def request_access_async(
+        self,
+        identity: Identity,
+        request: AccessRequestInput,
+        idempotency: IdempotencyKey | None = None,
+    ) -> AccessRequestView:
+        """The same use case for an event loop: the common case (certificate mode, no
+        Idempotency-Key, policy already on record, a group-commit writer) runs its pure steps
+        inline and awaits the writer, holding no thread; anything else takes a worker thread."""
+        common = (
+            request.mode == "certificate"
+            and idempotency is None
+            and self._policy_recorded
+            and self.writer is not None
+        )
+        if not common:
+            return await asyncio.to_thread(self.request_access, identity, request, idempotency)
+        checked = self._validate(identity, request)
+        _, refusal, record = self._prepare(identity, request, checked, None)
+        assert self.writer is not None
+        view = await asyncio.wrap_future(self.writer.submit(record))
         if refusal is not None:
-            raise refusal  # only after the denial record has committed
+            raise refusal
         assert view is not None
         return view
 

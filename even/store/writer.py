@@ -66,10 +66,17 @@ class GroupCommitWriter:
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` in the next group transaction; return once that has committed."""
+        return self.submit(work).result()
+
+    def submit(self, work: Callable[[Connection], T]) -> Future[T]:
+        """Queue `work`; the future completes after its transaction committed (or failed).
+
+        An event loop can await it (`asyncio.wrap_future`) without tying up a thread.
+        """
         self._ensure_thread()
         future: Future[T] = Future()
         self._queue.put((work, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         if self._thread is not None:

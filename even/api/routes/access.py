@@ -60,9 +60,7 @@ async def request_access(
     if idempotency_key is not None:
         digest = hashlib.sha256(canonical(body.model_dump())).hexdigest()
         idempotency = IdempotencyKey(key=idempotency_key, body_sha256=digest)
-    view = await run_in_threadpool(
-        components.access.request_access, identity, body.to_input(), idempotency
-    )
+    view = await components.access.request_access_async(identity, body.to_input(), idempotency)
     # Serialised once with orjson (the hot path); the response_model above documents it.
     answer = AccessGrantAnswer.from_view(view).model_dump()
     return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
