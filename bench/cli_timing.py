@@ -1,0 +1,118 @@
+"""piu start-up and `piu request-access` wall time: the median of N runs.
+
+Both run the installed `piu` console script with HOME (and the XDG directories) in a fresh
+temporary directory, PIU_EVEN_URL at the benchmark's Even and PIU_TOKEN set, and no
+SSH_AUTH_SOCK (adding to an agent is not what is timed), and bytecode caching allowed (as
+for an installed package; the warm-up runs write the cache). The key pair is made by a warm-up
+run, so each timed run is: process start, token, POST, certificate written 0600, exit.
+hyperfine measures when installed (`-N`: no shell in between); otherwise a Python loop
+with time.perf_counter around subprocess.run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "db-1.prod.even.test"
+REASON = "bench INC-1 piu"
+
+
+@dataclass(frozen=True)
+class Timing:
+    label: str
+    command: str
+    runs: int
+    median_s: float
+    min_s: float
+    max_s: float
+    tool: str
+
+
+def piu_argv() -> list[str]:
+    """The console script beside the running interpreter (what users run), else `-m piu`."""
+    script = Path(sys.executable).parent / "piu"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "piu"]
+
+
+def piu_env(home: Path, even_url: str, token: str) -> dict[str, str]:
+    # PYTHONDONTWRITEBYTECODE (set on some build machines) would make every run recompile
+    # piu's own modules; an installed piu has its bytecode cached, so let the warm-up cache it.
+    dropped = ("PIU_", "XDG_", "SSH_", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(
+        HOME=str(home),
+        PIU_EVEN_URL=even_url,
+        PIU_TOKEN=token,
+        NO_COLOR="1",
+    )
+    return env
+
+
+def measure(label: str, argv: list[str], env: dict[str, str], runs: int, workdir: Path) -> Timing:
+    command = shlex.join(argv)
+    if shutil.which("hyperfine"):
+        export = workdir / f"hyperfine-{label.replace(' ', '-')}.json"
+        subprocess.run(
+            [
+                "hyperfine",
+                "-N",
+                "--style",
+                "basic",
+                "--warmup",
+                "2",
+                "--runs",
+                str(runs),
+                "--export-json",
+                str(export),
+                command,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        result = json.loads(export.read_text())["results"][0]
+        times = result["times"]
+        return Timing(
+            label,
+            command,
+            len(times),
+            statistics.median(times),
+            min(times),
+            max(times),
+            "hyperfine",
+        )
+    times = []
+    for _ in range(runs + 2):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    times = times[2:]  # the two warm-up runs
+    return Timing(
+        label, command, len(times), statistics.median(times), min(times), max(times), "python loop"
+    )
+
+
+def run(workdir: Path, even_url: str, token: str, runs: int) -> list[Timing]:
+    home = workdir / "home"
+    home.mkdir(parents=True)
+    env = piu_env(home, even_url, token)
+    request = [*piu_argv(), "request-access", HOST, REASON]
+    first = subprocess.run(request, env=env, capture_output=True, text=True, check=False)
+    certificates = list((home / ".ssh" / "piu").glob("*-cert.pub"))
+    if first.returncode != 0 or not certificates:
+        raise RuntimeError(
+            f"piu request-access failed ({first.returncode}):\n{first.stdout}{first.stderr}"
+        )
+    return [
+        measure("piu --help", [*piu_argv(), "--help"], env, runs, workdir),
+        measure("piu request-access", request, env, runs, workdir),
+    ]
