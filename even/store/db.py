@@ -22,8 +22,10 @@ Invariants:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -162,9 +164,33 @@ def _write_queue(engine: Engine) -> Iterator[None]:
     if not lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S):
         raise StoreUnavailable("the audit store is busy")
     try:
-        yield
+        with _sqlite_process_lock(engine):
+            yield
     finally:
         lock.release()
+
+
+_lock_files: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _sqlite_process_lock(engine: Engine) -> Iterator[None]:
+    """Queue worker processes on one SQLite file in the kernel (flock, FIFO-ish) rather than
+    in SQLite's busy handler, whose growing sleeps starve some writers for seconds."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with _locks_guard:
+        fd = _lock_files.get(engine)
+        if fd is None:
+            fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            _lock_files[engine] = fd
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def take_writer_lock(conn: Connection) -> None:
