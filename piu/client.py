@@ -85,7 +85,7 @@ class EvenClient:
                 "User-Agent": f"piu/{__version__}",
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            verify=_ssl_context(cacert) if cacert else True,
+            verify=_verify_setting(base_url, cacert),
             transport=transport,
             follow_redirects=False,
         )
@@ -167,6 +167,14 @@ def _keys_of(body: object) -> list[str]:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise BadResponse("Even's answer has no list of keys")
     return keys
+
+
+def _verify_setting(base_url: str, cacert: str | None) -> ssl.SSLContext | bool:
+    """TLS verification for https; none to set up for plain http (loopback only, checked by
+    config), which saves loading the CA bundle on every run."""
+    if base_url.startswith("http://"):
+        return False
+    return _ssl_context(cacert) if cacert else True
 
 
 def _ssl_context(cacert: str) -> ssl.SSLContext:
