@@ -74,6 +74,7 @@ def request_access(
     *,
     now: float | None = None,
     ssh_options: Sequence[str] = (),
+    ssh_config: str | None = None,
 ) -> Outcome:
     """Ask Even, keep what it answered; `now` (epoch seconds) prunes the grant index."""
     key = ensure_key_pair(paths.ssh_dir)
@@ -101,12 +102,16 @@ def request_access(
     target = Hop(grant.login, grant.hostname, cert_file)
     # On the bastion the requester logs in as themselves (principal <username>@<bastion>).
     jump = None if grant.bastion is None else Hop(grant.username, grant.bastion, bastion_cert_file)
-    argv = ssh_argv(key.private_path, target, jump, ssh_options)
+    argv = ssh_argv(key.private_path, target, jump, ssh_options, ssh_config)
     return Outcome(grant, key, cert_file, bastion_cert_file, argv)
 
 
 def held_connection(
-    paths: Paths, spec: AccessSpec, now: float, ssh_options: Sequence[str] = ()
+    paths: Paths,
+    spec: AccessSpec,
+    now: float,
+    ssh_options: Sequence[str] = (),
+    ssh_config: str | None = None,
 ) -> tuple[HeldGrant, list[str]] | None:
     """A still-valid grant piu holds for the spec's login@host, and its ssh argv; or None."""
     if spec.mode != "certificate" or not paths.identity_file.exists():
@@ -121,7 +126,7 @@ def held_connection(
     jump = None
     if held.bastion is not None and held.bastion_certificate_file is not None:
         jump = Hop(held.username, held.bastion, Path(held.bastion_certificate_file))
-    return held, ssh_argv(key.private_path, target, jump, ssh_options)
+    return held, ssh_argv(key.private_path, target, jump, ssh_options, ssh_config)
 
 
 def add_to_agent(outcome: Outcome, socket_path: str, now: float) -> int:

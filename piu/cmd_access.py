@@ -128,7 +128,12 @@ def request_access(
     )
     with runtime.client(settings) as client:
         outcome = access.request_access(
-            client, runtime.paths(), spec, now=runtime.clock(), ssh_options=options
+            client,
+            runtime.paths(),
+            spec,
+            now=runtime.clock(),
+            ssh_options=options,
+            ssh_config=settings.ssh_config,
         )
     if not no_agent:
         load_into_agent(runtime, outcome)
@@ -175,7 +180,11 @@ def ssh(
     wanted = access.AccessSpec(
         hostname=hostname, reason="", login=login, bastion=bastion or settings.bastion
     )
-    held = None if new else access.held_connection(runtime.paths(), wanted, runtime.clock())
+    held = None
+    if not new:
+        held = access.held_connection(
+            runtime.paths(), wanted, runtime.clock(), ssh_config=settings.ssh_config
+        )
     if held is not None:
         grant, argv = held
         note(f"using grant {grant.id} (valid for {_minutes(grant.valid_before - runtime.clock())})")
@@ -196,8 +205,11 @@ def new_grant(
     from piu import access
 
     spec = replace(wanted, reason=ask_reason(runtime, reason), lifetime_minutes=lifetime)
-    with runtime.client(runtime.settings()) as client:
-        return access.request_access(client, runtime.paths(), spec, now=runtime.clock())
+    settings = runtime.settings()
+    with runtime.client(settings) as client:
+        return access.request_access(
+            client, runtime.paths(), spec, now=runtime.clock(), ssh_config=settings.ssh_config
+        )
 
 
 def load_into_agent(runtime: Runtime, outcome: Outcome) -> None:

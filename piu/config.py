@@ -31,6 +31,7 @@ KEYS = (
     "resource",
     "audience",
     "scope",
+    "ssh_config",
 )
 DEFAULTS: dict[str, str] = {
     "client_id": "piu",
@@ -52,6 +53,8 @@ class Settings:
     resource: str | None = None
     audience: str | None = DEFAULTS["audience"]
     scope: str | None = DEFAULTS["scope"]
+    # An ssh_config file piu passes (-F) to ssh and to its bastion hop, e.g. for host aliases.
+    ssh_config: str | None = None
     # key → "flag", "env PIU_X", "file PATH" or "default"; only set keys appear.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -243,4 +246,5 @@ _CHECKS: dict[str, Callable[[str], str]] = {
     "cacert": _cacert,
     "resource": _resource,
     "scope": _scope,
+    "ssh_config": _existing_file,
 }

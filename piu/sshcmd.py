@@ -42,12 +42,18 @@ _TUNNEL_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})")
 
 
 def ssh_argv(
-    identity: Path, target: Hop, jump: Hop | None = None, options: Sequence[str] = ()
+    identity: Path,
+    target: Hop,
+    jump: Hop | None = None,
+    options: Sequence[str] = (),
+    ssh_config: str | None = None,
 ) -> list[str]:
-    """`options` (e.g. from `tunnel_options`) go before the destination."""
-    argv = [SSH, *_identity_options(identity, target.certificate)]
+    """`options` (e.g. from `tunnel_options`) go before the destination; `ssh_config` is
+    given (-F) to both hops, since the ProxyCommand's ssh would not see the outer one's."""
+    config = ["-F", _checked(Path(ssh_config))] if ssh_config else []
+    argv = [SSH, *config, *_identity_options(identity, target.certificate)]
     if jump is not None:
-        inner = [SSH, *_identity_options(identity, jump.certificate)]
+        inner = [SSH, *config, *_identity_options(identity, jump.certificate)]
         inner += ["-W", "%h:%p", f"{jump.login}@{jump.host}"]
         argv += ["-o", f"ProxyCommand={shlex.join(inner)}"]
     return [*argv, *options, f"{target.login}@{target.host}"]
