@@ -18,10 +18,19 @@ data); lines that are empty or only JSON whitespace are skipped; a line that is 
 UTF-8, longer than MAX_LINE or that repeats a member name is INVALID naming the seq after the
 last good record (a corrupt or ambiguous line is a property of the file, not a usage error).
 Member order and whitespace are free, since hashes are over the canonical form.
+
+Speed (the hot path, one pass per record, constant memory): a line that is already the
+canonical form of a plain record is verified by `_Verifier.feed` without the general
+machinery; anything else (checkpoints, re-serialised lines, odd shapes, every failure) goes
+through the general `_Verifier.item`. The fast path accepts a record only where `item` would
+accept it with the same resulting state, and hands everything else to `item` re-parsed from the
+same bytes, so verdicts, seqs and reasons are those of the general path (see `feed` for why the
+two are equivalent; tests/audit/test_audit_fast_path.py checks it on generated records).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +40,7 @@ import orjson
 
 from audit.chain import (
     GENESIS_HASH,
+    HASH_PREFIX,
     RECORD_FIELDS,
     UnsafeValue,
     canonical,
@@ -55,6 +65,18 @@ _REQUIRED = frozenset((*RECORD_FIELDS, "hash"))
 # Length of `"hash":"<64 hex>",` inserted into the canonical body gives the canonical line.
 _HASH_MEMBER_LEN = len('"hash":"",') + 64
 _JSON_BLANK = b" \t\r"
+
+# The fast path takes records whose members are exactly these, in this (sorted, so canonical)
+# order; any other shape is left to the general path. The strings are the ones orjson hands
+# out for these keys (it caches short keys), so comparing a record's member names with them is
+# mostly identity checks; a string equal but not identical compares equal all the same.
+_PLAIN_MEMBERS = tuple(orjson.loads(orjson.dumps(dict.fromkeys(sorted(_REQUIRED)))))
+# Sorted keys as JCS wants them; STRICT_INTEGER makes orjson refuse integers outside
+# ±(2^53-1), the audit domain's bound (chain.MAX_SAFE_INT), instead of writing them.
+_CANONICAL_OPTION = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+# Lead bytes of 4-byte UTF-8 sequences (characters beyond U+FFFF): the only characters whose
+# key order differs between orjson (code points) and JCS (UTF-16 code units).
+_SUPPLEMENTARY_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 
 
 @dataclass(frozen=True)
@@ -92,24 +114,13 @@ def verify_jsonl(
     failure = verifier.check_anchors(receipts, checkpoints)
     if failure:
         return failure
-    # The per-line loop is the hot path (one pass per record): parsing, dispatch and the
-    # blank-line test stay inline here, and blank lines are looked at only when orjson fails.
-    loads, decode_error, item = orjson.loads, orjson.JSONDecodeError, verifier.item
-    number = 0
     try:
-        for line in split_lines(chunks):
-            number += 1
-            try:
-                parsed = loads(line)
-            except decode_error as exc:
-                if not line.strip(_JSON_BLANK):
-                    continue
-                return Invalid(verifier.seq + 1, f"line {number} is not JSON ({exc})")
-            failure = item(parsed, line, number)
+        for lines in _line_batches(chunks):
+            failure = verifier.feed(lines)
             if failure:
                 return failure
     except LineTooLong as exc:
-        return Invalid(verifier.seq + 1, f"line {number + 1}: {exc}")
+        return Invalid(verifier.seq + 1, f"line {verifier.lines + 1}: {exc}")
     return verifier.finish()
 
 
@@ -141,18 +152,33 @@ class LineTooLong(ValueError):
 
 def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[bytes]:
     """Lines of a byte stream split on b"\\n" only (never on U+2028, U+0085 or a lone CR)."""
+    for lines in _line_batches(chunks, max_line):
+        yield from lines
+
+
+def _line_batches(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[list[bytes]]:
+    """`split_lines` a chunk at a time: the lines each chunk completes, as one list.
+
+    LineTooLong comes exactly where `split_lines` raises it: after the lines before the
+    over-long one (so a problem earlier in the file is still reported first).
+    """
     pending = b""
     for chunk in chunks:
-        lines = (pending + chunk).split(b"\n")
+        # No line can be longer than the text it came from: the usual case skips the scan.
+        scan = len(pending) + len(chunk) > max_line
+        lines = chunk.split(b"\n")
+        lines[0] = pending + lines[0]  # cheaper than copying the whole chunk behind `pending`
         pending = lines.pop()
-        for line in lines:
-            if len(line) > max_line:
-                raise LineTooLong(f"a line is longer than {max_line} bytes")
-            yield line
+        if scan:
+            for i, line in enumerate(lines):
+                if len(line) > max_line:
+                    yield lines[:i]
+                    raise LineTooLong(f"a line is longer than {max_line} bytes")
+        yield lines
         if len(pending) > max_line:
             raise LineTooLong(f"a line is longer than {max_line} bytes")
     if pending:
-        yield pending
+        yield [pending]
 
 
 class _Verifier:
@@ -165,6 +191,81 @@ class _Verifier:
         self.covered = 0  # size of the last good checkpoint
         self.checkpoints = 0
         self.anchors: dict[int, list[tuple[str, str]]] = {}  # seq -> [(hash, kind)]
+        self.lines = 0  # lines read so far (JSONL input)
+
+    def feed(self, lines: list[bytes]) -> Invalid | None:
+        """Check the next lines of a JSONL file; the hot loop of `verify_jsonl`.
+
+        A line takes the fast path only if all of this holds, and then it is exactly a record
+        that `item` accepts, leaving the same state (seq, head):
+        - it parses to a dict whose members are exactly the record's, in sorted order, whose
+          seq is the next one (an int, not a bool), whose prev_hash is the current head and
+          which no anchor names (so `item`'s seq, member and anchor checks pass);
+        - `body`, orjson's sorted-keys form of the record without `hash`, is the canonical form
+          `item` would hash (`canonical`): `_plain` finds only str, int, bool, None, dict and
+          list (no float), STRICT_INTEGER refused any integer beyond ±(2^53-1), so the value
+          is in the audit domain, where orjson with sorted keys writes the JCS bytes (keys
+          are sorted by code point, which is JCS's UTF-16 order unless a key holds a
+          character beyond U+FFFF: any such character sends the line to `item`);
+        - the line is as long as `body` plus the 74-byte `"hash":"<64 hex>",` member, so it
+          repeats no member name (a repeat could only make it longer than the canonical
+          form, which is the shortest encoding) and `item` would skip its ambiguity check;
+        - the hex SHA-256 of the prefix and `body` is the claimed hash (hence 64 hex digits).
+        Whatever fails any test is parsed again from its bytes and given to `item`, which
+        decides it exactly as if there were no fast path.
+        """
+        loads, dumps, sha, plain = orjson.loads, orjson.dumps, hashlib.sha256, _plain
+        decode_error, encode_error = orjson.JSONDecodeError, orjson.JSONEncodeError
+        members, option, prefix, anchors = (
+            _PLAIN_MEMBERS,
+            _CANONICAL_OPTION,
+            HASH_PREFIX,
+            self.anchors,
+        )
+        member_len = _HASH_MEMBER_LEN
+        number = self.lines
+        expected = self.seq + 1
+        head = self.head
+        for line in lines:
+            number += 1
+            try:
+                item = loads(line)
+            except decode_error as exc:
+                if not line.strip(_JSON_BLANK):
+                    continue  # blank lines are skipped; only they may fail to parse
+                self.lines = number
+                return Invalid(expected, f"line {number} is not JSON ({exc})")
+            if type(item) is dict and tuple(item) == members:
+                _, claimed, _, _, prev_hash, _, _, seq, _, _, _ = item.values()
+                if (
+                    seq == expected
+                    and prev_hash == head
+                    and type(seq) is int
+                    and seq not in anchors
+                ):
+                    del item["hash"]
+                    try:
+                        body = dumps(item, option=option)
+                    except encode_error:  # an integer beyond ±(2^53-1), or too deep
+                        pass
+                    else:
+                        if (
+                            len(line) == len(body) + member_len
+                            and (body.isascii() or not _supplementary(body))
+                            and plain(item.values())
+                            and sha(prefix + body).hexdigest() == claimed
+                        ):
+                            expected += 1
+                            head = claimed
+                            continue
+                    item = loads(line)  # as it was, for the general path
+            self.seq, self.head, self.lines = expected - 1, head, number
+            failure = self.item(item, line, number)
+            if failure:
+                return failure
+            expected, head = self.seq + 1, self.head
+        self.seq, self.head, self.lines = expected - 1, head, number
+        return None
 
     def item(self, item: object, raw: bytes | None, number: int) -> Invalid | None:
         """Check the next item; `raw` is its line when it came from bytes (to find repeats)."""
@@ -300,3 +401,30 @@ def _ambiguity(raw: bytes) -> str | None:
     except (ValueError, RecursionError):
         return "the line does not parse the same way twice"
     return "a member name appears twice (parsers could disagree)" if repeated else None
+
+
+def _plain(values: Iterable[object]) -> bool:
+    """True if these JSON values (as orjson.loads builds them) hold no float at any depth.
+
+    Integers are bounded separately (OPT_STRICT_INTEGER), keys are always str, so this
+    completes the audit-domain check for a parsed record. Exact-type tests in the order of
+    frequency: it runs on every value of every record.
+    """
+    for value in values:
+        kind = type(value)
+        if kind is str or value is None or kind is int or kind is bool:
+            continue
+        if kind is dict:
+            if not _plain(value.values()):  # type: ignore[attr-defined]
+                return False
+        elif kind is list:
+            if not _plain(value):  # type: ignore[arg-type]
+                return False
+        else:
+            return False
+    return True
+
+
+def _supplementary(body: bytes) -> bool:
+    """Whether UTF-8 `body` holds a character beyond U+FFFF (single-byte finds are memchr)."""
+    return any(lead in body for lead in _SUPPLEMENTARY_LEADS)
