@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from audit.chain import canonical
+from audit.chain import RECORD_FIELDS, canonical
 from audit.show import escape_text
 from even.api.deps import ComponentsDep, IdentityDep
 from even.api.responses import problems
@@ -23,18 +23,8 @@ from even.wiring import Components
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "type",
-    "username",
-    "login",
-    "hostname",
-    "request_id",
-    "reason",
-    "details",
-    "hash",
-)
+# The record's own fields, with its hash in place of the link (a CSV is not verifiable).
+CSV_COLUMNS = (*(f for f in RECORD_FIELDS if f != "prev_hash"), "hash")
 AUDITOR = "auditor"
 
 
