@@ -6,7 +6,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -35,7 +34,7 @@ def describe(bao_version: str) -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
         "OS": _first(r'^PRETTY_NAME="?([^"\n]+)', Path("/etc/os-release").read_text()),
-        "Python": platform.python_version() + f" ({sys.executable})",
+        "Python": platform.python_version() + f" ({platform.python_implementation()})",
         "OpenSSH": _version(["ssh", "-V"]),
         "OpenBao": bao_version,
         "wrk": _version(["wrk", "--version"]).split(" Copyright")[0],

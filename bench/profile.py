@@ -51,12 +51,15 @@ def start(
     return process
 
 
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 def _short(frame: str) -> str:
     match = _FRAME.match(frame.strip())
     if not match:
         return frame.strip()
     file = match["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{REPO_ROOT}/", "lib/python3"):
         if marker in file:
             file = file.split(marker, 1)[1]
     return f"{match['name']} ({file})"
