@@ -254,7 +254,8 @@ class AccessService:
                 view, last = self._grant(
                     conn, requested, identity, request, checked, request_id, grant
                 )
-                answer = {"view": asdict(view)}
+                # Only an Idempotency-Key needs the stored answer (asdict is costly here).
+                answer = {"view": asdict(view)} if idempotency is not None else {}
             if idempotency is not None:
                 # In the grant's own transaction: the answer exists exactly when the grant does.
                 idempotency_store.finish(conn, identity.username, idempotency.key, answer)
