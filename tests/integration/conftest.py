@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oidc_provider import IdpUnavailable, OidcProvider, start_oidc_provider
 
-from harness.sshd import SshdUnavailable
 from tests.conftest import requires_real_component
 
 
@@ -52,7 +51,3 @@ def real_sshd_available() -> None:
         requires_real_component("a real sshd test needs root (it starts sshd and adds a user)")
     if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh") is None:
         requires_real_component("OpenSSH server/client not installed (run `make system-deps`)")
-
-
-def skip_or_fail_unavailable(exc: SshdUnavailable) -> None:
-    requires_real_component(str(exc))
