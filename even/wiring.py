@@ -30,6 +30,7 @@ from even.service.classic import ClassicAccess
 from even.service.jobs import Jobs
 from even.service.push_access import PushAccessService
 from even.service.revocation import RevocationService
+from even.service.serial_pool import SerialPool
 from even.service.user_keys import UserKeyService
 from even.store.db import make_engine
 from even.store.writer import GroupCommitWriter
@@ -184,6 +185,8 @@ def build_components(
     )
     # Grants share transactions (and fsyncs) through one writer per process.
     access.writer = GroupCommitWriter(engine)
+    # Serials reserved in blocks through that writer, so certificates are signed before it.
+    access.serials = SerialPool(access.writer, ca_registry.signing_ca)
     audit_log = AuditLogService(
         engine=engine,
         signer=signer,

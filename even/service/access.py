@@ -1,9 +1,15 @@
 """The "request access" use case (certificate mode) and the read side of access requests.
 
-Fail closed: inside one transaction the request is recorded (`access.requested`), policy
-decides, serials are drawn, certificates are signed and `access.granted` is appended; the
-certificate is returned only after that transaction has committed. A denial commits its
-`access.denied` record before the error reaches the client.
+Fail closed: inside one transaction the request is recorded (`access.requested`), the
+serials' rows are written and `access.granted` is appended; the certificate is returned only
+after that transaction has committed. A denial commits its `access.denied` record before the
+error reaches the client.
+
+Policy decides before the write lock (it is pure). Where the process holds serials reserved
+ahead of need (even.service.serial_pool), the certificates are signed before the lock too and
+kept only if the CA that signed is still the active one inside the transaction; otherwise
+serials are drawn and certificates signed under the lock. The receipt (a signature over the
+committed record) is signed after the commit unless an Idempotency-Key stores the answer.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ import functools
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import timedelta
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
@@ -23,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from audit.signing import AuditSigner
-from even.ca import CertificateRequest
+from even.ca import CertificateRequest, UserCA
 from even.clock import Clock, rfc3339
 from even.config import BastionSettings
 from even.errors import (
@@ -44,6 +50,7 @@ from even.names import is_bastion_name, is_hostname, is_login
 from even.policy import Grant, Policy, Rule, Subject
 from even.service.ca_registry import CaRegistry
 from even.service.models import AccessRequestInput, AccessRequestView, ListFilters
+from even.service.serial_pool import SerialPool
 from even.sshkeys import ParsedPublicKey, parse_public_key
 from even.store import idempotency as idempotency_store
 from even.store.db import read_only, transaction
@@ -88,6 +95,31 @@ class _Validated:
     public_key: ParsedPublicKey
 
 
+@dataclass(frozen=True)
+class _Signed:
+    """A grant's certificates, signed with `ca_fingerprint` and the serials they carry."""
+
+    serial: int
+    certificate: str
+    bastion_serial: int | None
+    bastion_certificate: str | None
+    ca_fingerprint: str
+    valid_after: datetime
+    valid_before: datetime
+    principals: list[str]
+
+
+@dataclass
+class _Prepared:
+    """A decided request and the transaction work that records it."""
+
+    request_id: str
+    refusal: Denied | PolicyRejected | None
+    record: Callable[[Connection], AccessRequestView | None]
+    # Set by `record` when the receipt is left for after the commit: the granted record.
+    unsigned: dict[str, Any] | None = None
+
+
 class AccessService:
     def __init__(
         self,
@@ -110,6 +142,8 @@ class AccessService:
         self.push: PushRequests | None = None
         # Group commit for the grant hot path; None means one transaction per request.
         self.writer: GroupCommitWriter | None = None
+        # Serials reserved ahead of need, to sign before the lock; None signs under it.
+        self.serials: SerialPool | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -191,11 +225,17 @@ class AccessService:
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
         self.ensure_policy_recorded()
-        _, refusal, record = self._prepare(identity, request, checked, idempotency)
-        view = self._write(record)
-        if refusal is not None:
-            raise refusal  # only after the denial record has committed
+        prepared = self._prepare(identity, request, checked, idempotency)
+        return self._answer(prepared, self._write(prepared.record))
+
+    def _answer(self, prepared: _Prepared, view: AccessRequestView | None) -> AccessRequestView:
+        """After the commit: raise the recorded refusal, or sign a deferred receipt."""
+        if prepared.refusal is not None:
+            raise prepared.refusal  # only after the denial record has committed
         assert view is not None
+        if prepared.unsigned is not None:
+            record = prepared.unsigned
+            view = replace(view, receipt=self._signer.receipt(record["seq"], record["hash"]))
         return view
 
     def _prepare(
@@ -204,18 +244,21 @@ class AccessService:
         request: AccessRequestInput,
         checked: _Validated,
         idempotency: IdempotencyKey | None,
-    ) -> tuple[
-        str, Denied | PolicyRejected | None, Callable[[Connection], AccessRequestView | None]
-    ]:
-        """Decide (pure) and return the transaction work that records the outcome."""
+    ) -> _Prepared:
+        """Decide (pure), sign where serials are at hand, and return the transaction work."""
         request_id = str(uuid.uuid4())
         # Policy is pure: decide before taking the write lock, record inside it.
         refusal: Denied | PolicyRejected | None = None
         grant: Grant | None = None
+        presigned: _Signed | None = None
         try:
             grant = self._decide(Subject(identity.username, identity.groups), request, checked)
         except (Denied, PolicyRejected) as exc:
             refusal = exc
+        else:
+            presigned = self._presign(identity, request, checked, request_id, grant)
+        # Without an Idempotency-Key nothing stores the answer, so the receipt can wait.
+        defer_receipt = idempotency is None
 
         def record(conn: Connection) -> AccessRequestView | None:
             now = self._clock.now()
@@ -252,8 +295,18 @@ class AccessService:
             else:
                 assert grant is not None
                 view, last = self._grant(
-                    conn, requested, identity, request, checked, request_id, grant
+                    conn,
+                    requested,
+                    identity,
+                    request,
+                    checked,
+                    request_id,
+                    grant,
+                    presigned=presigned,
+                    sign_receipt=not defer_receipt,
                 )
+                if defer_receipt:
+                    prepared.unsigned = last
                 # Only an Idempotency-Key needs the stored answer (asdict is costly here).
                 answer = {"view": asdict(view)} if idempotency is not None else {}
             if idempotency is not None:
@@ -263,7 +316,26 @@ class AccessService:
                 state.last_record = last
             return view
 
-        return request_id, refusal, record
+        prepared = _Prepared(request_id, refusal, record)
+        return prepared
+
+    def _presign(
+        self,
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        request_id: str,
+        grant: Grant,
+    ) -> _Signed | None:
+        """Sign with reserved serials before the lock, or None to sign under it."""
+        if self.serials is None:
+            return None
+        reserved = self.serials.take(2 if grant.rule.bastion is not None else 1)
+        if reserved is None:
+            return None
+        ca = reserved[0][1]
+        serials = [serial for serial, _ in reserved]
+        return self._sign(ca, serials, identity, request, checked, request_id, grant)
 
     async def request_access_async(
         self,
@@ -283,13 +355,10 @@ class AccessService:
         if not common:
             return await asyncio.to_thread(self.request_access, identity, request, idempotency)
         checked = self._validate(identity, request)
-        _, refusal, record = self._prepare(identity, request, checked, None)
+        prepared = self._prepare(identity, request, checked, None)
         assert self.writer is not None
-        view = await asyncio.wrap_future(self.writer.submit(record))
-        if refusal is not None:
-            raise refusal
-        assert view is not None
-        return view
+        view = await asyncio.wrap_future(self.writer.submit(prepared.record))
+        return self._answer(prepared, view)
 
     def _write(self, work: Callable[[Connection], _T]) -> _T:
         """Run `work` in a write transaction: grouped with others' when a writer is set."""
@@ -375,14 +444,14 @@ class AccessService:
         checked: _Validated,
         request_id: str,
         grant: Grant,
+        *,
+        presigned: _Signed | None = None,
+        sign_receipt: bool = True,
     ) -> tuple[AccessRequestView, dict[str, Any]]:
-        """Sign and record the grant; returns its view and audit record (the new head)."""
+        """Record the grant (signing now unless `presigned` still holds); returns its view and
+        audit record (the new head). Without `sign_receipt` the view has no receipt yet."""
         now = self._clock.now()
         rule = grant.rule
-        valid_after = now - CLOCK_SKEW
-        valid_before = now + timedelta(minutes=grant.lifetime_minutes)
-        principals = _principals(rule, checked.login, request.hostname)
-        key_id = f"even:{request_id}:{identity.username}"
         state = batch_state(conn)
         # The CA's state is read once per transaction (the write lock is held throughout).
         ca = state.memo.get("ca") if state is not None else None
@@ -390,53 +459,35 @@ class AccessService:
             ca = self._ca_registry.signing_ca(conn)
             if state is not None:
                 state.memo["ca"] = ca
-        ca_fingerprint = ca.active.fingerprint
-        serial = _next_serial(conn, request_id, "target", rfc3339(valid_before), ca_fingerprint)
-        certificate = ca.sign(
-            CertificateRequest(
-                public_key=checked.public_key,
-                serial=serial,
-                key_id=key_id,
-                principals=principals,
-                valid_after=valid_after,
-                valid_before=valid_before,
-                extensions=rule.extensions,
-                critical_options=_critical_options(rule),
-            )
-        )
-        bastion_serial = bastion_certificate = None
-        if rule.bastion is not None:
-            bastion_serial = _next_serial(
-                conn, request_id, "bastion", rfc3339(valid_before), ca_fingerprint
-            )
-            bastion_certificate = ca.sign(
-                CertificateRequest(
-                    public_key=checked.public_key,
-                    serial=bastion_serial,
-                    key_id=f"even:{request_id}:{identity.username}:bastion",
-                    principals=[f"{identity.username}@{rule.bastion}"],
-                    valid_after=valid_after,
-                    valid_before=valid_before,
-                    extensions=["permit-port-forwarding"],
-                    critical_options=[("force-command", BASTION_FORCE_COMMAND)],
-                )
-            )
+        signed = presigned
+        if signed is not None and signed.ca_fingerprint == ca.active.fingerprint:
+            _insert_serial(conn, signed.serial, request_id, "target", signed)
+            if signed.bastion_serial is not None:
+                _insert_serial(conn, signed.bastion_serial, request_id, "bastion", signed)
+        else:  # no reserved serials, or the CA rotated since: draw and sign under the lock
+            valid_before = rfc3339(now + timedelta(minutes=grant.lifetime_minutes))
+            fingerprint = ca.active.fingerprint
+            serials = [_next_serial(conn, request_id, "target", valid_before, fingerprint)]
+            if rule.bastion is not None:
+                serials.append(_next_serial(conn, request_id, "bastion", valid_before, fingerprint))
+            signed = self._sign(ca, serials, identity, request, checked, request_id, grant, now)
+        key_id = f"even:{request_id}:{identity.username}"
         details: dict[str, Any] = {
-            "serial": serial,
+            "serial": signed.serial,
             "key_id": key_id,
             "fingerprint": checked.public_key.fingerprint,
-            "principals": principals,
-            "valid_after": rfc3339(valid_after),
-            "valid_before": rfc3339(valid_before),
+            "principals": signed.principals,
+            "valid_after": rfc3339(signed.valid_after),
+            "valid_before": rfc3339(signed.valid_before),
             "rule": rule.name,
             "mode": request.mode,
             "bastion": rule.bastion,
-            "bastion_serial": bastion_serial,
+            "bastion_serial": signed.bastion_serial,
             "principal_mode": rule.principals,
             "lifetime_minutes": grant.lifetime_minutes,
             "extensions": list(rule.extensions),
             "source_addresses": list(rule.source_addresses),
-            "ca_fingerprint": ca_fingerprint,
+            "ca_fingerprint": signed.ca_fingerprint,
         }
         if identity.dev_issuer:
             details["dev_issuer"] = True
@@ -456,20 +507,75 @@ class AccessService:
             bastion=rule.bastion,
             lifetime_minutes=grant.lifetime_minutes,
             fingerprint=checked.public_key.fingerprint,
-            serial=serial,
+            serial=signed.serial,
             key_id=key_id,
-            principals=json.dumps(principals),
-            valid_after=rfc3339(valid_after),
-            valid_before=rfc3339(valid_before),
-            certificate=certificate,
-            bastion_serial=bastion_serial,
-            bastion_certificate=bastion_certificate,
+            principals=json.dumps(signed.principals),
+            valid_after=rfc3339(signed.valid_after),
+            valid_before=rfc3339(signed.valid_before),
+            certificate=signed.certificate,
+            bastion_serial=signed.bastion_serial,
+            bastion_certificate=signed.bastion_certificate,
             created=rfc3339(now),
             last_modified=rfc3339(now),
         )
         conn.execute(_INSERT_REQUEST, row)
-        receipt = self._signer.receipt(record["seq"], record["hash"])
+        receipt = self._signer.receipt(record["seq"], record["hash"]) if sign_receipt else None
         return _view(row, receipt=receipt), record
+
+    def _sign(
+        self,
+        ca: UserCA,
+        serials: list[int],
+        identity: Identity,
+        request: AccessRequestInput,
+        checked: _Validated,
+        request_id: str,
+        grant: Grant,
+        now: datetime | None = None,
+    ) -> _Signed:
+        """The grant's certificate (and the bastion's, with the second serial)."""
+        now = now or self._clock.now()
+        rule = grant.rule
+        valid_after = now - CLOCK_SKEW
+        valid_before = now + timedelta(minutes=grant.lifetime_minutes)
+        principals = _principals(rule, checked.login, request.hostname)
+        certificate = ca.sign(
+            CertificateRequest(
+                public_key=checked.public_key,
+                serial=serials[0],
+                key_id=f"even:{request_id}:{identity.username}",
+                principals=principals,
+                valid_after=valid_after,
+                valid_before=valid_before,
+                extensions=rule.extensions,
+                critical_options=_critical_options(rule),
+            )
+        )
+        bastion_serial = bastion_certificate = None
+        if rule.bastion is not None:
+            bastion_serial = serials[1]
+            bastion_certificate = ca.sign(
+                CertificateRequest(
+                    public_key=checked.public_key,
+                    serial=bastion_serial,
+                    key_id=f"even:{request_id}:{identity.username}:bastion",
+                    principals=[f"{identity.username}@{rule.bastion}"],
+                    valid_after=valid_after,
+                    valid_before=valid_before,
+                    extensions=["permit-port-forwarding"],
+                    critical_options=[("force-command", BASTION_FORCE_COMMAND)],
+                )
+            )
+        return _Signed(
+            serial=serials[0],
+            certificate=certificate,
+            bastion_serial=bastion_serial,
+            bastion_certificate=bastion_certificate,
+            ca_fingerprint=ca.active.fingerprint,
+            valid_after=valid_after,
+            valid_before=valid_before,
+            principals=principals,
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -593,6 +699,22 @@ def _next_serial(
     if not isinstance(serial, int) or not 1 <= serial < 2**53:
         raise InvalidRequest("serial space exhausted")
     return serial
+
+
+def _insert_serial(
+    conn: Connection, serial: int, request_id: str, purpose: str, signed: _Signed
+) -> None:
+    """The row of a serial reserved earlier (even.store.serials), now that it is used."""
+    conn.execute(
+        _INSERT_SERIAL,
+        {
+            "serial": serial,
+            "request_id": request_id,
+            "purpose": purpose,
+            "valid_before": rfc3339(signed.valid_before),
+            "ca_fingerprint": signed.ca_fingerprint,
+        },
+    )
 
 
 def _view(row: Any, *, receipt: dict[str, Any] | None = None) -> AccessRequestView:
