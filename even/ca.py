@@ -7,6 +7,7 @@ client. Principals are never empty and never contain wildcards or commas.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from even.errors import ConfigError, InvalidRequest
+from even.sshcert import ed25519_user_certificate
 from even.sshkeys import ParsedPublicKey
 
 CAPrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -40,12 +42,12 @@ class CAKey:
     private_key: CAPrivateKey
     public_line: str
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         blob = base64.b64decode(self.public_line.split(" ")[1])
         return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
-    @property
+    @functools.cached_property
     def blob(self) -> bytes:
         return base64.b64decode(self.public_line.split(" ")[1])
 
@@ -107,6 +109,9 @@ class UserCA:
             raise InvalidRequest("serial out of range")
         if self.is_ca_key(request.public_key):
             raise InvalidRequest("public_key: the CA's own key cannot be certified")
+        ca_key = self.active.private_key
+        if isinstance(ca_key, ed25519.Ed25519PrivateKey):
+            return self._sign_ed25519(request, ca_key)  # the same bytes, several times faster
         builder = (
             serialization.ssh.SSHCertificateBuilder()
             .public_key(request.public_key.key)
@@ -124,3 +129,17 @@ class UserCA:
         # cryptography signs RSA certificates with rsa-sha2-512, never SHA-1.
         cert = builder.sign(self.active.private_key)
         return cert.public_bytes().decode("ascii")
+
+    def _sign_ed25519(self, request: CertificateRequest, ca_key: ed25519.Ed25519PrivateKey) -> str:
+        return ed25519_user_certificate(
+            ca_key=ca_key,
+            ca_blob=self.active.blob,
+            public_key_blob=request.public_key.blob,
+            serial=request.serial,
+            key_id=request.key_id.encode("ascii"),
+            principals=[p.encode("ascii") for p in request.principals],
+            valid_after=int(request.valid_after.timestamp()),
+            valid_before=int(request.valid_before.timestamp()),
+            critical_options=[(n.encode(), v.encode()) for n, v in request.critical_options],
+            extensions=[e.encode() for e in request.extensions],
+        )
