@@ -10,7 +10,7 @@ TRUNCATE) on records and checkpoints alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,13 +131,19 @@ def head(conn: Connection) -> tuple[int, str]:
 
 
 def append(
-    conn: Connection, event: AuditEvent, now: datetime, *, after: dict[str, Any] | None = None
+    conn: Connection,
+    event: AuditEvent,
+    now: datetime,
+    *,
+    after: dict[str, Any] | None = None,
+    insert: Callable[[Connection, Any, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Append one record after the current head, in the caller's transaction.
 
     `after` is the record this same transaction appended last: the head is then known and
     not read again. (A wrong `after` cannot fork the chain: UNIQUE(seq) and UNIQUE(prev_hash)
-    refuse it.)
+    refuse it.) `insert(conn, statement, row)` runs the INSERT in the caller's own way (a
+    group commit defers it to the end of the transaction); by default it runs at once.
     """
     if after is not None:
         last_seq, last_hash = int(after["seq"]), str(after["hash"])
@@ -146,7 +152,10 @@ def append(
     record = seal(event, seq=last_seq + 1, time=format_time(now), prev_hash=last_hash)
     row = dict(record)
     row["details"] = orjson.dumps(record["details"], option=orjson.OPT_SORT_KEYS).decode()
-    conn.execute(_INSERT_RECORD, row)
+    if insert is not None:
+        insert(conn, _INSERT_RECORD, row)
+    else:
+        conn.execute(_INSERT_RECORD, row)
     return record
 
 

@@ -55,7 +55,7 @@ from even.sshkeys import ParsedPublicKey, parse_public_key
 from even.store import idempotency as idempotency_store
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow, CertificateSerialRow
-from even.store.writer import GroupCommitWriter, batch_state
+from even.store.writer import GroupCommitWriter, batch_state, insert_row
 
 CLOCK_SKEW = timedelta(seconds=60)
 BASTION_FORCE_COMMAND = "/usr/sbin/nologin"
@@ -278,6 +278,7 @@ class AccessService:
                 AuditEvent(type="access.requested", **base, details=details),
                 now,
                 after=previous,
+                insert=insert_row,
             )
             view = None
             if refusal is not None:
@@ -357,7 +358,7 @@ class AccessService:
         checked = self._validate(identity, request)
         prepared = self._prepare(identity, request, checked, None)
         assert self.writer is not None
-        view = await asyncio.wrap_future(self.writer.submit(prepared.record))
+        view = await self.writer.run_async(prepared.record)
         return self._answer(prepared, view)
 
     def _write(self, work: Callable[[Connection], _T]) -> _T:
@@ -411,9 +412,14 @@ class AccessService:
             details["rule"] = str(error.extra["rule"])
         base = _event_fields(identity, request, checked, request_id)
         denied = audit_store.append(
-            conn, AuditEvent(type="access.denied", **base, details=details), now, after=after
+            conn,
+            AuditEvent(type="access.denied", **base, details=details),
+            now,
+            after=after,
+            insert=insert_row,
         )
-        conn.execute(
+        insert_row(
+            conn,
             _INSERT_REQUEST,
             _request_row(
                 id=request_id,
@@ -493,7 +499,11 @@ class AccessService:
             details["dev_issuer"] = True
         base = _event_fields(identity, request, checked, request_id)
         record = audit_store.append(
-            conn, AuditEvent(type="access.granted", **base, details=details), now, after=after
+            conn,
+            AuditEvent(type="access.granted", **base, details=details),
+            now,
+            after=after,
+            insert=insert_row,
         )
         row = _request_row(
             id=request_id,
@@ -518,7 +528,7 @@ class AccessService:
             created=rfc3339(now),
             last_modified=rfc3339(now),
         )
-        conn.execute(_INSERT_REQUEST, row)
+        insert_row(conn, _INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"]) if sign_receipt else None
         return _view(row, receipt=receipt), record
 
@@ -705,7 +715,8 @@ def _insert_serial(
     conn: Connection, serial: int, request_id: str, purpose: str, signed: _Signed
 ) -> None:
     """The row of a serial reserved earlier (even.store.serials), now that it is used."""
-    conn.execute(
+    insert_row(
+        conn,
         _INSERT_SERIAL,
         {
             "serial": serial,

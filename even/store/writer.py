@@ -8,10 +8,17 @@ transaction, commits once, and only then wakes each caller with its own result; 
 fails, the batch rolls back and every piece reruns in its own transaction, so a failure only
 ever reaches its own caller. Every answer still leaves after its own records are committed; if the
 commit fails, every caller in the batch gets StoreUnavailable and nothing of theirs exists.
+
+Pieces may also defer plain INSERTs (`BatchState.defer`) that nothing in the batch reads back:
+they run as one executemany per statement just before the commit. Besides SQL overhead this
+saves the GIL: every statement releases it and must win it back from the event loop thread,
+which costs up to a switch interval each time, so a batch of many small statements was paced
+by the other thread rather than by the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -29,7 +36,17 @@ T = TypeVar("T")
 MAX_BATCH = 128
 log = logging.getLogger("even.store.writer")
 
-_Item = tuple[Callable[[Connection], Any], "Future[Any]"]
+
+@dataclass(frozen=True)
+class _LoopWaiter:
+    """A caller awaiting on an event loop: answered from that loop's own thread."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+_Waiter = Future[Any] | _LoopWaiter
+_Item = tuple[Callable[[Connection], Any], _Waiter]
 BATCH_STATE = "even.batch_state"
 
 
@@ -47,6 +64,26 @@ class BatchState:
 
     last_record: dict[str, Any] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    # Deferred INSERTs by statement, in first-use order; rows in the order they were deferred.
+    pending: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def defer(self, statement: Any, row: dict[str, Any]) -> None:
+        """Insert `row` at the end of this transaction, before its commit."""
+        self.pending.setdefault(statement, []).append(row)
+
+    def flush(self, conn: Connection) -> None:
+        pending, self.pending = self.pending, {}
+        for statement, rows in pending.items():
+            conn.execute(statement, rows)
+
+
+def insert_row(conn: Connection, statement: Any, row: dict[str, Any]) -> None:
+    """INSERT `row` now, or at the end of the group transaction if `conn` runs one."""
+    state = batch_state(conn)
+    if state is not None:
+        state.defer(statement, row)
+    else:
+        conn.execute(statement, row)
 
 
 def batch_state(conn: Connection) -> BatchState | None:
@@ -69,14 +106,24 @@ class GroupCommitWriter:
         return self.submit(work).result()
 
     def submit(self, work: Callable[[Connection], T]) -> Future[T]:
-        """Queue `work`; the future completes after its transaction committed (or failed).
-
-        An event loop can await it (`asyncio.wrap_future`) without tying up a thread.
-        """
+        """Queue `work`; the future completes after its transaction committed (or failed)."""
         self._ensure_thread()
         future: Future[T] = Future()
         self._queue.put((work, future))
         return future
+
+    async def run_async(self, work: Callable[[Connection], T]) -> T:
+        """`run` for a coroutine: awaits without tying up a thread.
+
+        The answers of one batch reach each event loop in one wake-up (one call_soon_threadsafe),
+        not one per caller: each wake-up releases the GIL, and winning it back from a busy
+        event loop thread costs the writer up to a switch interval every time.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._ensure_thread()
+        self._queue.put((work, _LoopWaiter(loop, future)))
+        return await future
 
     def close(self) -> None:
         if self._thread is not None:
@@ -112,29 +159,29 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Item]) -> None:
         """All pieces in one transaction; if any piece fails, each reruns on its own."""
+        outcomes = _Outcomes()
         try:
             results = self._run_together(batch)
         except _PieceFailed:
             for item in batch:
-                self._run_alone(item)
-            return
+                self._run_alone(item, outcomes)
         except EvenError as exc:
-            self._fail(batch, exc)
-            return
+            self._fail(batch, exc, outcomes)
         except Exception:
             log.exception("group commit failed")
-            self._fail(batch, StoreUnavailable("the audit store could not commit"))
-            return
-        self.batches += 1
-        self.items += len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+            self._fail(batch, StoreUnavailable("the audit store could not commit"), outcomes)
+        else:
+            self.batches += 1
+            self.items += len(batch)
+            for (_, waiter), result in zip(batch, results, strict=True):
+                outcomes.add(waiter, result, None)
+        outcomes.deliver()
 
     def _run_together(self, batch: list[_Item]) -> list[Any]:
         # No savepoint per piece (two more statements each, on the serial path): failures
         # are rare, and the whole batch rolls back before anything is answered.
         with transaction(self._engine) as conn:
-            conn.info[BATCH_STATE] = BatchState()
+            state = conn.info[BATCH_STATE] = BatchState()
             try:
                 results = []
                 for work, _ in batch:
@@ -142,17 +189,22 @@ class GroupCommitWriter:
                         results.append(work(conn))
                     except BaseException as exc:
                         raise _PieceFailed from exc
+                try:
+                    state.flush(conn)
+                except Exception as exc:  # whose row failed is unknown: each piece alone
+                    raise _PieceFailed from exc
                 return results
             finally:
                 conn.info.pop(BATCH_STATE, None)
 
-    def _run_alone(self, item: _Item) -> None:
-        work, future = item
+    def _run_alone(self, item: _Item, outcomes: _Outcomes) -> None:
+        work, waiter = item
         try:
             with transaction(self._engine) as conn:
-                conn.info[BATCH_STATE] = BatchState()
+                state = conn.info[BATCH_STATE] = BatchState()
                 try:
                     result = work(conn)
+                    state.flush(conn)
                 finally:
                     conn.info.pop(BATCH_STATE, None)
         except BaseException as exc:
@@ -160,14 +212,49 @@ class GroupCommitWriter:
             failure: BaseException = exc
             if is_store_unavailable(exc):
                 failure = StoreUnavailable("the audit store is unavailable")
-            future.set_exception(failure)
+            outcomes.add(waiter, None, failure)
         else:
             self.batches += 1
             self.items += 1
-            future.set_result(result)
+            outcomes.add(waiter, result, None)
 
     @staticmethod
-    def _fail(batch: list[_Item], error: BaseException) -> None:
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+    def _fail(batch: list[_Item], error: BaseException, outcomes: _Outcomes) -> None:
+        for _, waiter in batch:
+            outcomes.add(waiter, None, error)
+
+
+class _Outcomes:
+    """A batch's answers, handed out once the batch is over: thread futures at once, loop
+    futures in one call per loop."""
+
+    def __init__(self) -> None:
+        self._by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        ] = {}
+
+    def add(self, waiter: _Waiter, result: Any, error: BaseException | None) -> None:
+        if isinstance(waiter, _LoopWaiter):
+            self._by_loop.setdefault(waiter.loop, []).append((waiter.future, result, error))
+        elif not waiter.done():
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(result)
+
+    def deliver(self) -> None:
+        for loop, answers in self._by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_answer, answers)
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                log.warning("%d answers for a closed event loop dropped", len(answers))
+
+
+def _answer(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        if future.done():  # the caller gave up (cancelled); its work has committed regardless
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
