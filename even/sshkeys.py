@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class ParsedPublicKey:
     def openssh(self) -> str:
         return f"{self.key_type} {base64.b64encode(self.blob).decode('ascii')}"
 
-    @property
+    @functools.cached_property  # read several times per grant, some under the write lock
     def fingerprint(self) -> str:
         digest = hashlib.sha256(self.blob).digest()
         return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")

@@ -108,6 +108,14 @@ class _Signed:
     valid_before: datetime
     principals: list[str]
 
+    @functools.cached_property
+    def valid_after_text(self) -> str:
+        return rfc3339(self.valid_after)
+
+    @functools.cached_property
+    def valid_before_text(self) -> str:
+        return rfc3339(self.valid_before)
+
 
 @dataclass
 class _Prepared:
@@ -303,6 +311,7 @@ class AccessService:
                     checked,
                     request_id,
                     grant,
+                    now,
                     presigned=presigned,
                     sign_receipt=not defer_receipt,
                 )
@@ -450,13 +459,15 @@ class AccessService:
         checked: _Validated,
         request_id: str,
         grant: Grant,
+        now: datetime,
         *,
         presigned: _Signed | None = None,
         sign_receipt: bool = True,
     ) -> tuple[AccessRequestView, dict[str, Any]]:
-        """Record the grant (signing now unless `presigned` still holds); returns its view and
-        audit record (the new head). Without `sign_receipt` the view has no receipt yet."""
-        now = self._clock.now()
+        """Record the grant at `now` (the moment its request was recorded), signing now unless
+        `presigned` still holds; returns its view and audit record (the new head). Without
+        `sign_receipt` the view has no receipt yet."""
+        stamp = rfc3339(now)
         rule = grant.rule
         state = batch_state(conn)
         # The CA's state is read once per transaction (the write lock is held throughout).
@@ -483,8 +494,8 @@ class AccessService:
             "key_id": key_id,
             "fingerprint": checked.public_key.fingerprint,
             "principals": signed.principals,
-            "valid_after": rfc3339(signed.valid_after),
-            "valid_before": rfc3339(signed.valid_before),
+            "valid_after": signed.valid_after_text,
+            "valid_before": signed.valid_before_text,
             "rule": rule.name,
             "mode": request.mode,
             "bastion": rule.bastion,
@@ -520,13 +531,13 @@ class AccessService:
             serial=signed.serial,
             key_id=key_id,
             principals=json.dumps(signed.principals),
-            valid_after=rfc3339(signed.valid_after),
-            valid_before=rfc3339(signed.valid_before),
+            valid_after=signed.valid_after_text,
+            valid_before=signed.valid_before_text,
             certificate=signed.certificate,
             bastion_serial=signed.bastion_serial,
             bastion_certificate=signed.bastion_certificate,
-            created=rfc3339(now),
-            last_modified=rfc3339(now),
+            created=stamp,
+            last_modified=stamp,
         )
         insert_row(conn, _INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"]) if sign_receipt else None
@@ -722,7 +733,7 @@ def _insert_serial(
             "serial": serial,
             "request_id": request_id,
             "purpose": purpose,
-            "valid_before": rfc3339(signed.valid_before),
+            "valid_before": signed.valid_before_text,
             "ca_fingerprint": signed.ca_fingerprint,
         },
     )
