@@ -176,3 +176,79 @@ def seal(event: AuditEvent, *, seq: int, time: str, prev_hash: str) -> dict[str,
     }
     record["hash"] = record_hash(record)
     return record
+
+
+class SealTemplate:
+    """An event's canonical form, built ahead, with gaps for what only the appender knows.
+
+    The appender holds the write lock, so everything else is done before: the record's
+    canonical bytes around `prev_hash`, `seq` and `time` (JCS is member by member, and the
+    members sort in a fixed order: details, hostname, login, prev_hash, reason, request_id,
+    seq, time, type, username), and its details as stored. `seal` then only joins bytes and
+    hashes; tests check it gives exactly `seal(event, …)`.
+    """
+
+    __slots__ = ("_after_prev", "_after_time", "_before_prev", "details_json", "event")
+
+    def __init__(self, event: AuditEvent) -> None:
+        def member(name: str, value: Any) -> bytes:
+            return b'"' + name.encode() + b'":' + canonical(value)
+
+        details = dict(event.details)
+        self.event = AuditEvent(
+            type=event.type,
+            username=event.username,
+            login=event.login,
+            hostname=event.hostname,
+            request_id=event.request_id,
+            reason=event.reason,
+            details=details,
+        )
+        self._before_prev = b",".join(
+            (
+                HASH_PREFIX + b"{" + member("details", details),
+                member("hostname", event.hostname),
+                member("login", event.login),
+                b'"prev_hash":"',
+            )
+        )
+        self._after_prev = (
+            b'",' + member("reason", event.reason) + b"," + member("request_id", event.request_id)
+        )
+        self._after_time = (
+            b'",' + member("type", event.type) + b"," + member("username", event.username) + b"}"
+        )
+        self.details_json = orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode()
+
+    def seal(self, *, seq: int, time: str, prev_hash: str) -> dict[str, Any]:
+        """The record `seal(event, seq=…, time=…, prev_hash=…)` would give, hash included."""
+        if type(seq) is not int or not 0 < seq <= MAX_SAFE_INT:
+            raise UnsafeValue("seq must be a positive integer within 2^53-1")
+        if not (time.isascii() and time.isprintable() and '"' not in time and "\\" not in time):
+            raise UnsafeValue("time must be printable ASCII without quotes or backslashes")
+        if len(prev_hash) != 64 or not prev_hash.isascii() or not prev_hash.isalnum():
+            raise UnsafeValue("prev_hash must be 64 hex digits")
+        event = self.event
+        body = b"".join(
+            (
+                self._before_prev,
+                prev_hash.encode(),
+                self._after_prev,
+                b',"seq":%d,"time":"' % seq,
+                time.encode(),
+                self._after_time,
+            )
+        )
+        return {
+            "seq": seq,
+            "time": time,
+            "type": event.type,
+            "username": event.username,
+            "login": event.login,
+            "hostname": event.hostname,
+            "request_id": event.request_id,
+            "reason": event.reason,
+            "details": dict(event.details),
+            "prev_hash": prev_hash,
+            "hash": hashlib.sha256(body).hexdigest(),
+        }

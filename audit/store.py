@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, and_, select
 from sqlalchemy.engine import Connection
 
-from audit.chain import GENESIS_HASH, AuditEvent, seal
+from audit.chain import GENESIS_HASH, AuditEvent, SealTemplate, seal
 
 metadata = MetaData()
 # 64-bit positions on PostgreSQL; SQLite's INTEGER is 64-bit already.
@@ -140,7 +140,7 @@ def head(conn: Connection) -> tuple[int, str]:
 
 def append(
     conn: Connection,
-    event: AuditEvent,
+    event: AuditEvent | SealTemplate,
     now: datetime,
     *,
     after: dict[str, Any] | None = None,
@@ -151,15 +151,22 @@ def append(
     `after` is the record this same transaction appended last: the head is then known and
     not read again. (A wrong `after` cannot fork the chain: UNIQUE(seq) and UNIQUE(prev_hash)
     refuse it.) `insert(conn, statement, row)` runs the INSERT in the caller's own way (a
-    group commit defers it to the end of the transaction); by default it runs at once.
+    group commit defers it to the end of the transaction); by default it runs at once. An
+    event given as a SealTemplate was canonicalised ahead, outside the caller's lock.
     """
     if after is not None:
         last_seq, last_hash = int(after["seq"]), str(after["hash"])
     else:
         last_seq, last_hash = head(conn)
-    record = seal(event, seq=last_seq + 1, time=format_time(now), prev_hash=last_hash)
-    row = dict(record)
-    row["details"] = orjson.dumps(record["details"], option=orjson.OPT_SORT_KEYS).decode()
+    time = format_time(now)
+    row: dict[str, Any]
+    if isinstance(event, SealTemplate):
+        record = event.seal(seq=last_seq + 1, time=time, prev_hash=last_hash)
+        row = {**record, "details": event.details_json}
+    else:
+        record = seal(event, seq=last_seq + 1, time=time, prev_hash=last_hash)
+        row = dict(record)
+        row["details"] = orjson.dumps(record["details"], option=orjson.OPT_SORT_KEYS).decode()
     if insert is not None:
         insert(conn, _INSERT_RECORD, row)
     else:

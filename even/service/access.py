@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
 from audit import store as audit_store
-from audit.chain import AuditEvent
+from audit.chain import AuditEvent, SealTemplate
 from audit.signing import AuditSigner
 from even.ca import CertificateRequest, UserCA
 from even.clock import Clock, rfc3339
@@ -46,6 +45,7 @@ from even.errors import (
     ReasonRejected,
 )
 from even.identity import Identity
+from even.ids import new_request_id
 from even.names import is_bastion_name, is_hostname, is_login
 from even.policy import Grant, Policy, Rule, Subject
 from even.service.ca_registry import CaRegistry
@@ -115,6 +115,16 @@ class _Signed:
     @functools.cached_property
     def valid_before_text(self) -> str:
         return rfc3339(self.valid_before)
+
+
+@dataclass(frozen=True)
+class _GrantDraft:
+    """Everything a grant writes that does not depend on its place in the log."""
+
+    signed: _Signed
+    granted: SealTemplate  # `access.granted`, canonicalised ahead
+    row: dict[str, Any]  # the access_requests row but for `created`/`last_modified`
+    serial_rows: list[dict[str, Any]]  # for serials reserved ahead (drawn ones have theirs)
 
 
 @dataclass
@@ -254,39 +264,43 @@ class AccessService:
         idempotency: IdempotencyKey | None,
     ) -> _Prepared:
         """Decide (pure), sign where serials are at hand, and return the transaction work."""
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         # Policy is pure: decide before taking the write lock, record inside it.
         refusal: Denied | PolicyRejected | None = None
         grant: Grant | None = None
-        presigned: _Signed | None = None
+        draft: _GrantDraft | None = None
         try:
             grant = self._decide(Subject(identity.username, identity.groups), request, checked)
         except (Denied, PolicyRejected) as exc:
             refusal = exc
         else:
             presigned = self._presign(identity, request, checked, request_id, grant)
+            if presigned is not None:
+                draft = _draft(presigned, identity, request, checked, request_id, grant)
         # Without an Idempotency-Key nothing stores the answer, so the receipt can wait.
         defer_receipt = idempotency is None
+        # Canonicalised here, so that under the lock the record only needs its place.
+        requested_event = SealTemplate(
+            AuditEvent(
+                type="access.requested",
+                **_event_fields(identity, request, checked, request_id),
+                details={
+                    "mode": request.mode,
+                    "fingerprint": checked.public_key.fingerprint,
+                    "lifetime_minutes": request.lifetime_minutes,
+                    "bastion": request.bastion,
+                    "dev_issuer": identity.dev_issuer,
+                },
+            )
+        )
 
         def record(conn: Connection) -> AccessRequestView | None:
             now = self._clock.now()
-            base = _event_fields(identity, request, checked, request_id)
             state = batch_state(conn)
             # In a group commit, the previous piece's last record is this one's head.
             previous = state.last_record if state is not None else None
-            details = {
-                "mode": request.mode,
-                "fingerprint": checked.public_key.fingerprint,
-                "lifetime_minutes": request.lifetime_minutes,
-                "bastion": request.bastion,
-                "dev_issuer": identity.dev_issuer,
-            }
             requested = audit_store.append(
-                conn,
-                AuditEvent(type="access.requested", **base, details=details),
-                now,
-                after=previous,
-                insert=insert_row,
+                conn, requested_event, now, after=previous, insert=insert_row
             )
             view = None
             if refusal is not None:
@@ -312,7 +326,7 @@ class AccessService:
                     request_id,
                     grant,
                     now,
-                    presigned=presigned,
+                    draft=draft,
                     sign_receipt=not defer_receipt,
                 )
                 if defer_receipt:
@@ -461,14 +475,13 @@ class AccessService:
         grant: Grant,
         now: datetime,
         *,
-        presigned: _Signed | None = None,
+        draft: _GrantDraft | None = None,
         sign_receipt: bool = True,
     ) -> tuple[AccessRequestView, dict[str, Any]]:
-        """Record the grant at `now` (the moment its request was recorded), signing now unless
-        `presigned` still holds; returns its view and audit record (the new head). Without
-        `sign_receipt` the view has no receipt yet."""
-        stamp = rfc3339(now)
-        rule = grant.rule
+        """Record the grant at `now` (the moment its request was recorded) from the `draft`
+        made before the lock if its CA is still the active one, else signing now; returns its
+        view and audit record (the new head). Without `sign_receipt` the view has no receipt
+        yet."""
         state = batch_state(conn)
         # The CA's state is read once per transaction (the write lock is held throughout).
         ca = state.memo.get("ca") if state is not None else None
@@ -476,69 +489,20 @@ class AccessService:
             ca = self._ca_registry.signing_ca(conn)
             if state is not None:
                 state.memo["ca"] = ca
-        signed = presigned
-        if signed is not None and signed.ca_fingerprint == ca.active.fingerprint:
-            _insert_serial(conn, signed.serial, request_id, "target", signed)
-            if signed.bastion_serial is not None:
-                _insert_serial(conn, signed.bastion_serial, request_id, "bastion", signed)
+        if draft is not None and draft.signed.ca_fingerprint == ca.active.fingerprint:
+            for serial_row in draft.serial_rows:
+                insert_row(conn, _INSERT_SERIAL, serial_row)
         else:  # no reserved serials, or the CA rotated since: draw and sign under the lock
             valid_before = rfc3339(now + timedelta(minutes=grant.lifetime_minutes))
             fingerprint = ca.active.fingerprint
             serials = [_next_serial(conn, request_id, "target", valid_before, fingerprint)]
-            if rule.bastion is not None:
+            if grant.rule.bastion is not None:
                 serials.append(_next_serial(conn, request_id, "bastion", valid_before, fingerprint))
             signed = self._sign(ca, serials, identity, request, checked, request_id, grant, now)
-        key_id = f"even:{request_id}:{identity.username}"
-        details: dict[str, Any] = {
-            "serial": signed.serial,
-            "key_id": key_id,
-            "fingerprint": checked.public_key.fingerprint,
-            "principals": signed.principals,
-            "valid_after": signed.valid_after_text,
-            "valid_before": signed.valid_before_text,
-            "rule": rule.name,
-            "mode": request.mode,
-            "bastion": rule.bastion,
-            "bastion_serial": signed.bastion_serial,
-            "principal_mode": rule.principals,
-            "lifetime_minutes": grant.lifetime_minutes,
-            "extensions": list(rule.extensions),
-            "source_addresses": list(rule.source_addresses),
-            "ca_fingerprint": signed.ca_fingerprint,
-        }
-        if identity.dev_issuer:
-            details["dev_issuer"] = True
-        base = _event_fields(identity, request, checked, request_id)
-        record = audit_store.append(
-            conn,
-            AuditEvent(type="access.granted", **base, details=details),
-            now,
-            after=after,
-            insert=insert_row,
-        )
-        row = _request_row(
-            id=request_id,
-            status="GRANTED",
-            username=identity.username,
-            login=checked.login,
-            hostname=request.hostname,
-            mode=request.mode,
-            reason=request.reason,
-            rule=rule.name,
-            bastion=rule.bastion,
-            lifetime_minutes=grant.lifetime_minutes,
-            fingerprint=checked.public_key.fingerprint,
-            serial=signed.serial,
-            key_id=key_id,
-            principals=json.dumps(signed.principals),
-            valid_after=signed.valid_after_text,
-            valid_before=signed.valid_before_text,
-            certificate=signed.certificate,
-            bastion_serial=signed.bastion_serial,
-            bastion_certificate=signed.bastion_certificate,
-            created=stamp,
-            last_modified=stamp,
-        )
+            draft = _draft(signed, identity, request, checked, request_id, grant)
+        record = audit_store.append(conn, draft.granted, now, after=after, insert=insert_row)
+        stamp = rfc3339(now)
+        row = {**draft.row, "created": stamp, "last_modified": stamp}
         insert_row(conn, _INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"]) if sign_receipt else None
         return _view(row, receipt=receipt), record
@@ -722,20 +686,75 @@ def _next_serial(
     return serial
 
 
-def _insert_serial(
-    conn: Connection, serial: int, request_id: str, purpose: str, signed: _Signed
-) -> None:
-    """The row of a serial reserved earlier (even.store.serials), now that it is used."""
-    insert_row(
-        conn,
-        _INSERT_SERIAL,
+def _draft(
+    signed: _Signed,
+    identity: Identity,
+    request: AccessRequestInput,
+    checked: _Validated,
+    request_id: str,
+    grant: Grant,
+) -> _GrantDraft:
+    rule = grant.rule
+    key_id = f"even:{request_id}:{identity.username}"
+    details: dict[str, Any] = {
+        "serial": signed.serial,
+        "key_id": key_id,
+        "fingerprint": checked.public_key.fingerprint,
+        "principals": signed.principals,
+        "valid_after": signed.valid_after_text,
+        "valid_before": signed.valid_before_text,
+        "rule": rule.name,
+        "mode": request.mode,
+        "bastion": rule.bastion,
+        "bastion_serial": signed.bastion_serial,
+        "principal_mode": rule.principals,
+        "lifetime_minutes": grant.lifetime_minutes,
+        "extensions": list(rule.extensions),
+        "source_addresses": list(rule.source_addresses),
+        "ca_fingerprint": signed.ca_fingerprint,
+    }
+    if identity.dev_issuer:
+        details["dev_issuer"] = True
+    base = _event_fields(identity, request, checked, request_id)
+    row = _request_row(
+        id=request_id,
+        status="GRANTED",
+        username=identity.username,
+        login=checked.login,
+        hostname=request.hostname,
+        mode=request.mode,
+        reason=request.reason,
+        rule=rule.name,
+        bastion=rule.bastion,
+        lifetime_minutes=grant.lifetime_minutes,
+        fingerprint=checked.public_key.fingerprint,
+        serial=signed.serial,
+        key_id=key_id,
+        principals=json.dumps(signed.principals),
+        valid_after=signed.valid_after_text,
+        valid_before=signed.valid_before_text,
+        certificate=signed.certificate,
+        bastion_serial=signed.bastion_serial,
+        bastion_certificate=signed.bastion_certificate,
+    )
+    serials = [(signed.serial, "target")]
+    if signed.bastion_serial is not None:
+        serials.append((signed.bastion_serial, "bastion"))
+    serial_rows = [
         {
             "serial": serial,
             "request_id": request_id,
             "purpose": purpose,
             "valid_before": signed.valid_before_text,
             "ca_fingerprint": signed.ca_fingerprint,
-        },
+        }
+        for serial, purpose in serials
+    ]
+    return _GrantDraft(
+        signed=signed,
+        granted=SealTemplate(AuditEvent(type="access.granted", **base, details=details)),
+        row=row,
+        serial_rows=serial_rows,
     )
 
 

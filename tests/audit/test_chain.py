@@ -1,10 +1,12 @@
 import random
 
+import orjson
 import pytest
 
 from audit.chain import (
     GENESIS_HASH,
     AuditEvent,
+    SealTemplate,
     UnsafeValue,
     canonical,
     canonical_reference,
@@ -112,3 +114,57 @@ def test_fast_path_refuses_exactly_what_check_domain_refuses() -> None:
                 canonical(value)
         else:
             assert canonical(value) == canonical_reference(value)
+
+
+# --- SealTemplate: canonicalised ahead, sealed under the lock ---------------------------------
+
+
+def _random_event(rng: random.Random) -> AuditEvent:
+    def text() -> str | None:
+        return rng.choice([None, _random_text(rng)])
+
+    return AuditEvent(
+        type=rng.choice(["access.granted", "access.requested", _random_text(rng)]),
+        username=text(),
+        login=text(),
+        hostname=text(),
+        request_id=text(),
+        reason=text(),
+        details={_random_text(rng): _random_value(rng) for _ in range(rng.randint(0, 5))},
+    )
+
+
+def test_a_seal_template_seals_exactly_as_seal_does() -> None:
+    rng = random.Random(27)
+    for _ in range(2000):
+        event = _random_event(rng)
+        seq = rng.choice([1, 2, 10**6, 2**53 - 1])
+        time = f"2026-11-27T01:02:{rng.randint(0, 59):02d}.{rng.randint(0, 999_999):06d}Z"
+        prev = rng.choice([GENESIS_HASH, f"{rng.getrandbits(256):064x}"])
+        expected = seal(event, seq=seq, time=time, prev_hash=prev)
+        template = SealTemplate(event)
+        assert template.seal(seq=seq, time=time, prev_hash=prev) == expected
+        assert expected["hash"] == record_hash(expected)
+        assert orjson.loads(template.details_json) == expected["details"]
+
+
+@pytest.mark.parametrize(
+    ("seq", "time", "prev"),
+    [
+        (0, "T", GENESIS_HASH),
+        (2**53, "T", GENESIS_HASH),
+        (True, "T", GENESIS_HASH),
+        (1, 'T","type":"forged', GENESIS_HASH),
+        (1, "T\\", GENESIS_HASH),
+        (1, "T", "0" * 63),
+        (1, "T", '0" * 62 + "\\"'),
+    ],
+)
+def test_a_seal_template_refuses_what_would_change_its_shape(seq, time, prev) -> None:
+    with pytest.raises(UnsafeValue):
+        SealTemplate(AuditEvent(type="t")).seal(seq=seq, time=time, prev_hash=prev)
+
+
+def test_a_seal_template_refuses_values_outside_the_domain_at_once() -> None:
+    with pytest.raises(UnsafeValue):
+        SealTemplate(AuditEvent(type="t", details={"x": 1.5}))
