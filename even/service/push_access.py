@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from even.errors import (
     PushFailed,
 )
 from even.identity import Identity
+from even.ids import new_request_id
 from even.names import is_bastion_name, is_hostname, is_login
 from even.policy import Grant, Subject
 from even.push.commands import floor_seconds, odd_expiry
@@ -148,7 +148,7 @@ class PushAccessService:
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
         self._access.ensure_policy_recorded()
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         refusal: EvenError | None = None
         with transaction(self._engine) as conn:
             now = self._clock.now()
