@@ -67,6 +67,9 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
+        # Even exports no OpenTelemetry data; off, FastAPI also skips asking the global
+        # providers (an environment lookup) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.components = components
     app.add_middleware(HardeningMiddleware)
