@@ -406,7 +406,8 @@ static PyObject *scan(PyObject *self, PyObject *args)
         return Py_BuildValue("(nLO)", start, seq, head_obj);
     memcpy(head, head_str, HASH_HEX);
 
-    for (i = start; i < n; i++) {
+    /* The size is read again each time: hashing runs Python code, which could change it. */
+    for (i = start; i < PyList_GET_SIZE(lines); i++) {
         PyObject *item = PyList_GET_ITEM(lines, i);
         struct record rec;
         cursor line;
@@ -419,13 +420,19 @@ static PyObject *scan(PyObject *self, PyObject *args)
         if (!recognise(line, line + len, head, &rec) || seq >= LLONG_MAX - 1 ||
             rec.seq != seq + 1 || rec.seq >= stop)
             break;
+        /* Hashing runs Python code: keep the line alive until its hash is copied, whatever
+         * happens to the list meanwhile. */
+        Py_INCREF(item);
         ok = hash_matches(sha256, prefix, prefix_len, line, len, &rec);
+        if (ok > 0) {
+            seq = rec.seq;
+            memcpy(head, rec.claimed, HASH_HEX);
+        }
+        Py_DECREF(item);
         if (ok < 0)
             return NULL;
         if (!ok)
             break;
-        seq = rec.seq;
-        memcpy(head, rec.claimed, HASH_HEX);
     }
     return Py_BuildValue("(nLs#)", i, seq, (const char *)head, (Py_ssize_t)HASH_HEX);
 }

@@ -489,7 +489,12 @@ class AccessService:
             ca = self._ca_registry.signing_ca(conn)
             if state is not None:
                 state.memo["ca"] = ca
-        if draft is not None and draft.signed.ca_fingerprint == ca.active.fingerprint:
+        if (
+            draft is not None
+            and draft.signed.ca_fingerprint == ca.active.fingerprint
+            # The CA may have gained keys since the early signature: none may be certified.
+            and not ca.is_ca_key(checked.public_key)
+        ):
             for serial_row in draft.serial_rows:
                 insert_row(conn, _INSERT_SERIAL, serial_row)
         else:  # no reserved serials, or the CA rotated since: draw and sign under the lock

@@ -53,10 +53,14 @@ class SerialPool:
                 taken = [self._entries.popleft() for _ in range(count)]
                 if len({id(ca) for _, ca in taken}) != 1:
                     taken = None  # a block boundary across a CA change: not worth mending
-            if len(self._entries) < self._low_water and not self._refilling:
+            refill = len(self._entries) < self._low_water and not self._refilling
+            if refill:
                 self._refilling = True
-                self._writer.submit(self._reserve).add_done_callback(self._refilled)
-            return taken
+        if refill:
+            # Outside the lock: a future already done runs `_refilled` (which takes the lock)
+            # right here, in this thread.
+            self._writer.submit(self._reserve).add_done_callback(self._refilled)
+        return taken
 
     def _reserve(self, conn: Connection) -> tuple[list[int], UserCA]:
         return reserve_serials(conn, self._block), self._signing_ca(conn)

@@ -132,9 +132,10 @@ class GroupCommitWriter:
             self._thread = None
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
             with self._start_lock:
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
                         target=self._loop, name="even-group-commit", daemon=True
                     )
@@ -167,7 +168,7 @@ class GroupCommitWriter:
                 self._run_alone(item, outcomes)
         except EvenError as exc:
             self._fail(batch, exc, outcomes)
-        except Exception:
+        except BaseException:  # nothing may end this thread with callers still waiting
             log.exception("group commit failed")
             self._fail(batch, StoreUnavailable("the audit store could not commit"), outcomes)
         else:
@@ -191,8 +192,10 @@ class GroupCommitWriter:
                         raise _PieceFailed from exc
                 try:
                     state.flush(conn)
-                except Exception as exc:  # whose row failed is unknown: each piece alone
-                    raise _PieceFailed from exc
+                except Exception as exc:
+                    if is_store_unavailable(exc):  # the store, not a row: all get a 503
+                        raise StoreUnavailable("the audit store is unavailable") from exc
+                    raise _PieceFailed from exc  # whose row failed is unknown: each alone
                 return results
             finally:
                 conn.info.pop(BATCH_STATE, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+from concurrent.futures import Future
 
 import pytest
 from cryptography.hazmat.primitives.serialization import (
@@ -17,6 +19,8 @@ from sqlalchemy import text
 
 from audit import store as audit_store
 from audit.chain import record_hash
+from even.service.serial_pool import SerialPool
+from even.sshkeys import parse_public_key
 from even.store.db import transaction
 from even.store.serials import reserve_serials
 from tests.even.conftest import auth
@@ -120,3 +124,50 @@ def test_a_ca_rotated_after_signing_is_not_used_the_grant_signs_again(
             {"s": answer["serial"]},
         ).one()
     assert row.ca_fingerprint == new
+
+
+def test_a_key_the_ca_gained_after_early_signing_is_still_refused(
+    client, components, clock, user_key
+) -> None:
+    _grant(client, components, clock, user_key)  # fills the pool under the current CA
+    staged = components.ca_registry.rotate(actor="test")  # published, not yet signing
+    body = {**BODY, "public_key": staged.public_line}
+    answer = client.post("/v1/access-requests", headers=auth(components, clock), json=body)
+    assert answer.status_code == 422, answer.text
+    assert "CA's own key" in answer.json()["detail"]
+    with components.engine.connect() as conn:
+        issued = conn.execute(
+            text("SELECT count(*) FROM access_requests WHERE fingerprint = :f"),
+            {"f": parse_public_key(staged.public_line).fingerprint},
+        ).scalar_one()
+    assert issued == 0
+
+
+class _DoneWriter:
+    """A writer whose work has always finished by the time `submit` returns."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def submit(self, work):
+        future: Future = Future()
+        with transaction(self.engine) as conn:
+            future.set_result(work(conn))
+        return future
+
+
+def test_a_refill_that_finished_at_once_does_not_deadlock(components) -> None:
+    pool = SerialPool(
+        _DoneWriter(components.engine),  # type: ignore[arg-type]
+        components.ca_registry.signing_ca,
+        block=8,
+        low_water=4,
+    )
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(pool.take(1)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "take() deadlocked on its own refill"
+    assert result == [None]  # the pool was empty; the refill has landed since
+    taken = pool.take(2)
+    assert taken is not None and len({s for s, _ in taken}) == 2
