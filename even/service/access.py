@@ -134,8 +134,10 @@ class _Prepared:
     request_id: str
     refusal: Denied | PolicyRejected | None
     record: Callable[[Connection], AccessRequestView | None]
-    # Set by `record` when the receipt is left for after the commit: the granted record.
-    unsigned: dict[str, Any] | None = None
+    # `record` puts the granted record here when the receipt is left for after the commit (a
+    # dict of its own, not this object: a closure over this object would make a cycle that
+    # only the garbage collector's pauses could free).
+    unsigned: dict[str, dict[str, Any]]
 
 
 class AccessService:
@@ -251,8 +253,8 @@ class AccessService:
         if prepared.refusal is not None:
             raise prepared.refusal  # only after the denial record has committed
         assert view is not None
-        if prepared.unsigned is not None:
-            record = prepared.unsigned
+        record = prepared.unsigned.get("record")
+        if record is not None:
             view = replace(view, receipt=self._signer.receipt(record["seq"], record["hash"]))
         return view
 
@@ -279,6 +281,7 @@ class AccessService:
                 draft = _draft(presigned, identity, request, checked, request_id, grant)
         # Without an Idempotency-Key nothing stores the answer, so the receipt can wait.
         defer_receipt = idempotency is None
+        unsigned: dict[str, dict[str, Any]] = {}
         # Canonicalised here, so that under the lock the record only needs its place.
         requested_event = SealTemplate(
             AuditEvent(
@@ -330,7 +333,7 @@ class AccessService:
                     sign_receipt=not defer_receipt,
                 )
                 if defer_receipt:
-                    prepared.unsigned = last
+                    unsigned["record"] = last
                 # Only an Idempotency-Key needs the stored answer (asdict is costly here).
                 answer = {"view": asdict(view)} if idempotency is not None else {}
             if idempotency is not None:
@@ -340,8 +343,7 @@ class AccessService:
                 state.last_record = last
             return view
 
-        prepared = _Prepared(request_id, refusal, record)
-        return prepared
+        return _Prepared(request_id, refusal, record, unsigned)
 
     def _presign(
         self,
