@@ -162,7 +162,14 @@ class AuditEvent:
 
 def seal(event: AuditEvent, *, seq: int, time: str, prev_hash: str) -> dict[str, Any]:
     """Turn an event into the chained record that follows `prev_hash`."""
-    record: dict[str, Any] = {
+    record = _unsealed(event, seq=seq, time=time, prev_hash=prev_hash)
+    record["hash"] = record_hash(record)
+    return record
+
+
+def _unsealed(event: AuditEvent, *, seq: int, time: str, prev_hash: str) -> dict[str, Any]:
+    """The record's members but `hash`."""
+    return {
         "seq": seq,
         "time": time,
         "type": event.type,
@@ -174,8 +181,6 @@ def seal(event: AuditEvent, *, seq: int, time: str, prev_hash: str) -> dict[str,
         "details": dict(event.details),
         "prev_hash": prev_hash,
     }
-    record["hash"] = record_hash(record)
-    return record
 
 
 class SealTemplate:
@@ -239,16 +244,6 @@ class SealTemplate:
                 self._after_time,
             )
         )
-        return {
-            "seq": seq,
-            "time": time,
-            "type": event.type,
-            "username": event.username,
-            "login": event.login,
-            "hostname": event.hostname,
-            "request_id": event.request_id,
-            "reason": event.reason,
-            "details": dict(event.details),
-            "prev_hash": prev_hash,
-            "hash": hashlib.sha256(body).hexdigest(),
-        }
+        record = _unsealed(event, seq=seq, time=time, prev_hash=prev_hash)
+        record["hash"] = hashlib.sha256(body).hexdigest()
+        return record
