@@ -115,15 +115,7 @@ def install_append_only_guards(conn: Connection) -> None:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with Z and microseconds, so records sort and read the same everywhere."""
-    last, text = _last_formatted[0]
-    if last is moment:  # a grant's records share one moment; strftime is not cheap
-        return text
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    _last_formatted[0] = (moment, text)  # one tuple: a consistent pair for any thread
-    return text
-
-
-_last_formatted: list[tuple[datetime | None, str]] = [(None, "")]
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def head(conn: Connection) -> tuple[int, str]:
