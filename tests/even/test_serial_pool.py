@@ -4,8 +4,6 @@ row and its audit record, and is signed by the CA active when the grant commits.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 from concurrent.futures import Future
 
@@ -41,8 +39,7 @@ def _certificate(line: str):
 
 def _ca_fingerprint(cert) -> str:
     line = cert.signature_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
-    raw = base64.b64decode(line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    return parse_public_key(line.decode()).fingerprint
 
 
 def test_blocks_never_overlap_each_other_or_single_draws(components) -> None:
