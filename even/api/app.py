@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
@@ -78,6 +79,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.components = components
+    # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
+    app.add_middleware(GrantLane, components=components)
     app.add_middleware(HardeningMiddleware)
     install_handlers(app)
     app.include_router(meta.router)

@@ -83,21 +83,7 @@ def status_for(error: errors.EvenError) -> int:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.EvenError)
     async def _domain(_: Request, exc: errors.EvenError) -> JSONResponse:
-        status = status_for(exc)
-        headers: dict[str, str] = {}
-        if status == 401:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        if status == 503:
-            headers["Retry-After"] = "5"
-        if status == 409:
-            headers["Retry-After"] = "1"
-        if isinstance(exc, errors.RateLimited):
-            headers["Retry-After"] = str(exc.retry_after)
-        extra = {"rule": exc.extra["rule"]} if "rule" in exc.extra else {}
-        if status == 500:
-            log.error("unmapped domain error %s", type(exc).__name__)
-            return problem(500, "internal_error", "internal error")
-        return problem(status, exc.code, exc.message, headers, **extra)
+        return domain_problem(exc)
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -119,8 +105,32 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return unexpected_problem(request.method, request.url.path)
+
+
+def domain_problem(exc: errors.EvenError) -> JSONResponse:
+    """A domain error's answer: its status, code and message, and the headers it implies."""
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if status == 503:
+        headers["Retry-After"] = "5"
+    if status == 409:
+        headers["Retry-After"] = "1"
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    extra = {"rule": exc.extra["rule"]} if "rule" in exc.extra else {}
+    if status == 500:
+        log.error("unmapped domain error %s", type(exc).__name__)
         return problem(500, "internal_error", "internal error")
+    return problem(status, exc.code, exc.message, headers, **extra)
+
+
+def unexpected_problem(method: str, path: str) -> JSONResponse:
+    """A bug's answer: a generic 500; the traceback goes to the log only (call in `except`)."""
+    log.exception("unexpected error on %s %s", method, path)
+    return problem(500, "internal_error", "internal error")
 
 
 def _allowed_methods(app: FastAPI, scope: Any) -> list[str]:

@@ -21,8 +21,10 @@ from even.api.schemas import (
     AccessRequestItem,
     AccessRequestList,
 )
+from even.identity import Identity
 from even.service.access import IdempotencyKey
 from even.service.models import ListFilters
+from even.wiring import Components
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access"])
 
@@ -55,15 +57,25 @@ async def request_access(
         ),
     ] = None,
 ) -> Response:
+    # Without an Idempotency-Key this route is answered by even.api.grant_lane instead.
     body = await read_json(request, AccessRequestBody)
+    answer = await grant_answer(components, identity, body, idempotency_key)
+    return Response(answer, status_code=201, media_type="application/json")
+
+
+async def grant_answer(
+    components: Components,
+    identity: Identity,
+    body: AccessRequestBody,
+    idempotency_key: str | None,
+) -> bytes:
+    """Request access; the 201 answer's JSON (serialised once with orjson: the hot path)."""
     idempotency = None
     if idempotency_key is not None:
         digest = hashlib.sha256(canonical(body.model_dump())).hexdigest()
         idempotency = IdempotencyKey(key=idempotency_key, body_sha256=digest)
     view = await components.access.request_access_async(identity, body.to_input(), idempotency)
-    # Serialised once with orjson (the hot path); the response_model above documents it.
-    answer = AccessGrantAnswer.from_view(view).model_dump()
-    return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
+    return orjson.dumps(AccessGrantAnswer.from_view(view).model_dump())
 
 
 @router.get(
