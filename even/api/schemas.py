@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,12 +17,16 @@ LOGIN_PATTERN = r"^[a-z_][a-z0-9_.-]{0,31}$"
 BASTION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _reject_unsafe_text(value: str, field: str, *, allow_controls: bool) -> str:
     if "\x00" in value:
         raise ValueError(f"{field}: NUL is not allowed")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+    if _SURROGATE_RE.search(value):
         raise ValueError(f"{field}: lone surrogates are not allowed")
-    if not allow_controls and any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+    if not allow_controls and _CONTROL_RE.search(value):
         raise ValueError(f"{field}: control characters are not allowed")
     return value
 
