@@ -114,3 +114,56 @@ def test_deferred_inserts_run_before_the_commit_and_fail_alone(engine) -> None:
     assert sorted(o for o in outcomes if isinstance(o, int)) == [1, 2, 3, 4]
     assert sum(1 for o in outcomes if not isinstance(o, int)) == 1
     assert _count(engine) == 4
+
+
+def test_deferred_table_inserts_go_to_the_driver_only_when_nothing_is_added_per_row(
+    engine,
+) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from even.store.writer import _driver_plan, insert_row
+
+    table = Table(
+        "u",
+        MetaData(),
+        Column("n", Integer, primary_key=True),
+        Column("label", String(8)),
+        Column("kind", String(8), default="plain"),
+    )
+    with engine.begin() as conn:
+        table.create(conn)
+    statement = table.insert()
+    full = {"n": 1, "label": "a", "kind": "x"}
+    # Every column given: the driver's SQL, parameters in its order.
+    assert _driver_plan(statement, engine.dialect, tuple(full)) == (
+        "INSERT INTO u (n, label, kind) VALUES (?, ?, ?)",
+        ("n", "label", "kind"),
+    )
+    # A default to fill in, or not an INSERT of a table: SQLAlchemy's way.
+    assert _driver_plan(statement, engine.dialect, ("n", "label")) is None
+    assert _driver_plan(text("INSERT INTO t VALUES (:n)"), engine.dialect, ("n",)) is None
+
+    writer = GroupCommitWriter(engine)
+    rows = [
+        full,
+        {"kind": "y", "n": 2, "label": "b"},
+        {"n": 3, "label": "c"},
+        {"n": 4, "label": None},
+    ]
+
+    def work(row):
+        return lambda conn: insert_row(conn, statement, row)
+
+    for row in rows[:2]:  # one batch each: keys in any order
+        writer.run(work(row))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(writer.run, [work(row) for row in rows[2:]]))
+    writer.close()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT n, label, kind FROM u ORDER BY n")).all()
+    assert [tuple(r) for r in stored] == [
+        (1, "a", "x"),
+        (2, "b", "y"),
+        (3, "c", "plain"),
+        (4, None, "plain"),
+    ]
