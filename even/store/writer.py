@@ -3,11 +3,12 @@
 With `synchronous=FULL` (SQLite) or `synchronous_commit=on` (PostgreSQL) every commit waits
 for the disk, and the audit chain allows one writer at a time, so committing grants one by
 one caps throughput at the disk's flush rate. Here callers hand their work to the writer
-thread and block; it takes everything queued (up to a batch), runs the pieces in one
-transaction, commits once, and only then wakes each caller with its own result; if a piece
-fails, the batch rolls back and every piece reruns in its own transaction, so a failure only
-ever reaches its own caller. Every answer still leaves after its own records are committed; if the
-commit fails, every caller in the batch gets StoreUnavailable and nothing of theirs exists.
+thread and block; once it holds the write lock it takes everything queued (up to a batch),
+runs the pieces in one transaction, commits once, and only then wakes each caller with its
+own result; if a piece fails, the batch rolls back and every piece reruns in its own
+transaction, so a failure only ever reaches its own caller. Every answer still leaves after
+its own records are committed; if the commit fails, every caller in the batch gets
+StoreUnavailable and nothing of theirs exists.
 
 Pieces may also defer plain INSERTs (`BatchState.defer`) that nothing in the batch reads back:
 they run as one executemany per statement just before the commit. Besides SQL overhead this
@@ -187,17 +188,22 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            self._commit(batch)
+            # The rest of the batch is taken once the write lock is held (_run_together), so
+            # whatever arrives while this process waits for the lock joins this commit
+            # instead of waiting for the lock once more.
+            self._commit([first])
+
+    def _take_queued(self, batch: list[_Item]) -> None:
+        """Add what is queued now to `batch`, up to a batch; a stop request stays queued."""
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)  # stop after this batch
+                return
+            batch.append(item)
 
     def _commit(self, batch: list[_Item]) -> None:
         """All pieces in one transaction; if any piece fails, each reruns on its own."""
@@ -223,6 +229,7 @@ class GroupCommitWriter:
         # No savepoint per piece (two more statements each, on the serial path): failures
         # are rare, and the whole batch rolls back before anything is answered.
         with transaction(self._engine) as conn:
+            self._take_queued(batch)  # in place: the caller answers everyone in `batch`
             state = conn.info[BATCH_STATE] = BatchState()
             try:
                 results = []

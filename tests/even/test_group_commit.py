@@ -167,3 +167,38 @@ def test_deferred_table_inserts_go_to_the_driver_only_when_nothing_is_added_per_
         (3, "c", "plain"),
         (4, None, "plain"),
     ]
+
+
+def test_work_queued_while_the_lock_is_awaited_joins_the_same_commit(engine) -> None:
+    import threading
+    import time
+
+    from even.store.db import transaction
+
+    writer = GroupCommitWriter(engine)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_the_lock() -> None:
+        with transaction(engine):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+
+    def work(n: int):
+        return lambda conn: conn.execute(text(f"INSERT INTO t VALUES ({n})")) and n
+
+    futures = [writer.submit(work(1))]
+    deadline = time.monotonic() + 10
+    while not writer._queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.001)  # the writer took the first piece and waits for the lock
+    futures += [writer.submit(work(n)) for n in range(2, 7)]
+    release.set()
+    holder.join()
+    assert [f.result(timeout=10) for f in futures] == [1, 2, 3, 4, 5, 6]
+    writer.close()
+    # One wait for the lock, one commit for all six.
+    assert (writer.batches, writer.items) == (1, 6)
