@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +74,21 @@ def _is_loopback(host: str) -> bool:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--log-level", default="info", show_default=True)
-def serve(config_file: Path, host: str, port: int, workers: int, log_level: str) -> None:
+@click.option(
+    "--pin-workers",
+    is_flag=True,
+    help="Pin each worker process to a CPU of its own (Linux; for a machine given to Even).",
+)
+def serve(
+    config_file: Path, host: str, port: int, workers: int, log_level: str, pin_workers: bool
+) -> None:
     """Run the HTTP API."""
-    import uvicorn
-
+    from even.affinity import PIN_ENV
     from even.api.app import CONFIG_ENV
-    from even.config import load_settings
 
     settings = _load(config_file)
+    if pin_workers and not hasattr(os, "sched_setaffinity"):
+        _fail("--pin-workers needs a system with CPU affinity (Linux)")
     if settings.identity.dev_issuer and not _is_loopback(host):
         _fail("the development issuer is loopback-only; refusing to serve on " + host)
     # uvicorn would otherwise trust X-Forwarded-For from loopback (see DESIGN.md).
@@ -94,12 +102,24 @@ def serve(config_file: Path, host: str, port: int, workers: int, log_level: str)
         "server_header": False,
     }
     os.environ[CONFIG_ENV] = str(config_file.resolve())
+    os.environ.pop(PIN_ENV, None)  # only this flag asks for it
+    with tempfile.TemporaryDirectory(prefix="even-serve-") as scratch:
+        if pin_workers:
+            os.environ[PIN_ENV] = str(Path(scratch) / "pinned-cpus.json")
+        _serve(config_file, workers, common)
+
+
+def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
+    import uvicorn
+
+    from even.api.app import create_app, pin_if_asked, tune_interpreter
+    from even.config import load_settings
+
     if workers > 1:
         uvicorn.run("even.api.app:app_from_environment", factory=True, workers=workers, **common)
         return
-    from even.api.app import create_app, tune_interpreter
-
     tune_interpreter()
+    pin_if_asked()
     try:
         app = create_app(load_settings(config_file))
     except EvenError as exc:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,13 @@ def even_command() -> list[str]:
 
 
 def start_even(
-    config: Path, *, log_path: Path, port: int, workers: int = 1, env: dict[str, str] | None = None
+    config: Path,
+    *,
+    log_path: Path,
+    port: int,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    serve_args: Sequence[str] = (),
 ) -> EvenServer:
     """Serve `config` on `port`; its `base_url` should name that port (the dev issuer's URL)."""
     url = f"http://127.0.0.1:{port}"
@@ -61,6 +68,7 @@ def start_even(
         str(workers),
         "--log-level",
         "warning",
+        *serve_args,
     ]
     environment = {**os.environ, **(env or {})}
     log = log_path.open("wb")
