@@ -99,8 +99,18 @@ def configure(directory: Path, port: int, database: Database | None = None) -> E
     return EvenSetup(config=config, env=env, backend=backend)
 
 
-def start(setup: EvenSetup, *, port: int, workers: int, log_path: Path) -> EvenServer:
-    return start_even(setup.config, log_path=log_path, port=port, workers=workers, env=setup.env)
+def start(
+    setup: EvenSetup, *, port: int, workers: int, log_path: Path, pinned: bool = False
+) -> EvenServer:
+    """`even serve --workers N`, with `--pin-workers` (one CPU per worker) when `pinned`."""
+    return start_even(
+        setup.config,
+        log_path=log_path,
+        port=port,
+        workers=workers,
+        env=setup.env,
+        serve_args=["--pin-workers"] if pinned else [],
+    )
 
 
 def token(setup: EvenSetup, user: str = USER, groups: tuple[str, ...] = ()) -> str:

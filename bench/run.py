@@ -2,8 +2,8 @@
 """`make bench`: Even and OpenBao's SSH engine side by side, one command, one table.
 
     .venv/bin/python bench/run.py [--quick] [--duration S] [--concurrency 1,16,64]
-                                  [--workers 1,2] [--no-postgres] [--database-url URL]
-                                  [--profile FILE]
+                                  [--workers 1,2] [--pinned-workers 2] [--no-postgres]
+                                  [--database-url URL] [--profile FILE]
 
 In one run: start Even (SQLite with synchronous=FULL, once per worker count; and on
 PostgreSQL, a throwaway cluster from harness.postgres or --database-url) and OpenBao on
@@ -60,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=float, help="seconds of warm-up before each run (default 2)")
     add("--concurrency", default="1,16,64", help="wrk connections, comma-separated")
     add("--workers", default=f"1,{os.cpu_count() or 1}", help="Even's uvicorn worker counts")
+    add(
+        "--pinned-workers",
+        default=f"{os.cpu_count() or 1}",
+        help="worker counts run once more with `even serve --pin-workers` (SQLite; '' for none)",
+    )
     add("--keys", type=int, default=4096, help="pre-generated public keys per target")
     add("--tokens", type=int, default=4, help="client tokens per target, used in turn")
     add(
@@ -92,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.quiet_wait = 0.0 if args.quick else 30.0
     args.levels = [int(value) for value in args.concurrency.split(",")]
     args.worker_counts = list(dict.fromkeys(int(value) for value in args.workers.split(",")))
+    args.pinned_counts = list(
+        dict.fromkeys(int(value) for value in args.pinned_workers.split(",") if value.strip())
+    )
     return args
 
 
@@ -149,13 +157,19 @@ class Bench:
         self.bao_version = "not run"
 
     def start_even(
-        self, label: str, workers: int, database: Database | None, extra_pids: tuple[int, ...] = ()
+        self,
+        label: str,
+        workers: int,
+        database: Database | None,
+        extra_pids: tuple[int, ...] = (),
+        *,
+        pinned: bool = False,
     ) -> None:
         port = free_port()
         directory = self.workdir / re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
         setup = even_target.configure(directory, port, database)
         server = even_target.start(
-            setup, port=port, workers=workers, log_path=directory / "server.log"
+            setup, port=port, workers=workers, log_path=directory / "server.log", pinned=pinned
         )
         self.processes.adopt(server.process)
         tokens = [even_target.token(setup) for _ in range(self.args.tokens)]
@@ -230,6 +244,9 @@ class Bench:
     def start_all(self) -> None:
         for workers in self.args.worker_counts:
             self.start_even(f"Even sqlite, {_workers(workers)}", workers, None)
+        for workers in self.args.pinned_counts:
+            label = f"Even sqlite, {_workers(workers)} pinned"
+            self.start_even(label, workers, None, pinned=True)
         workers = self.args.worker_counts[-1]
         for url in self.args.database_url:
             label = f"Even {url.split(':', 1)[0]}, {_workers(workers)}"
@@ -324,7 +341,8 @@ def settings_text(args: argparse.Namespace) -> dict[str, str]:
         "wrk threads": "2 (1 at concurrency 1)",
         "distinct public keys / tokens": f"{args.keys} / {args.tokens} per target",
         "Even": "`even serve --workers N` (uvicorn), dev issuer, policy `principals: login`, "
-        "SQLite WAL + synchronous=FULL",
+        "SQLite WAL + synchronous=FULL; 'pinned': `even serve --pin-workers`, each worker "
+        "process on a CPU of its own",
         "OpenBao": "raft storage, file audit device, tokens allowed only `update` on "
         "ssh/sign/bench",
         "quiet wait": f"up to {args.quiet_wait:g} s before each run for < {QUIET_CORES} busy cores",
