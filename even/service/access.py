@@ -18,9 +18,9 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
@@ -127,13 +127,21 @@ class _GrantDraft:
     serial_rows: list[dict[str, Any]]  # for serials reserved ahead (drawn ones have theirs)
 
 
+class _Granted(NamedTuple):
+    """What a grant's transaction leaves for its answer: the row and any receipt signed in it
+    (the view is built after the commit, outside the write lock)."""
+
+    row: dict[str, Any]
+    receipt: dict[str, Any] | None
+
+
 @dataclass
 class _Prepared:
     """A decided request and the transaction work that records it."""
 
     request_id: str
     refusal: Denied | PolicyRejected | None
-    record: Callable[[Connection], AccessRequestView | None]
+    record: Callable[[Connection], _Granted | None]
     # `record` puts the granted record here when the receipt is left for after the commit (a
     # dict of its own, not this object: a closure over this object would make a cycle that
     # only the garbage collector's pauses could free).
@@ -248,15 +256,16 @@ class AccessService:
         prepared = self._prepare(identity, request, checked, idempotency)
         return self._answer(prepared, self._write(prepared.record))
 
-    def _answer(self, prepared: _Prepared, view: AccessRequestView | None) -> AccessRequestView:
+    def _answer(self, prepared: _Prepared, granted: _Granted | None) -> AccessRequestView:
         """After the commit: raise the recorded refusal, or sign a deferred receipt."""
         if prepared.refusal is not None:
             raise prepared.refusal  # only after the denial record has committed
-        assert view is not None
+        assert granted is not None
+        receipt = granted.receipt
         record = prepared.unsigned.get("record")
         if record is not None:
-            view = replace(view, receipt=self._signer.receipt(record["seq"], record["hash"]))
-        return view
+            receipt = self._signer.receipt(record["seq"], record["hash"])
+        return _view(granted.row, receipt=receipt)
 
     def _prepare(
         self,
@@ -297,7 +306,7 @@ class AccessService:
             )
         )
 
-        def record(conn: Connection) -> AccessRequestView | None:
+        def record(conn: Connection) -> _Granted | None:
             now = self._clock.now()
             state = batch_state(conn)
             # In a group commit, the previous piece's last record is this one's head.
@@ -305,7 +314,7 @@ class AccessService:
             requested = audit_store.append(
                 conn, requested_event, now, after=previous, insert=insert_row
             )
-            view = None
+            granted = None
             if refusal is not None:
                 last = self._record_denial(
                     conn, requested, identity, request, checked, request_id, refusal
@@ -320,7 +329,7 @@ class AccessService:
                 }
             else:
                 assert grant is not None
-                view, last = self._grant(
+                granted, last = self._grant(
                     conn,
                     requested,
                     identity,
@@ -335,13 +344,15 @@ class AccessService:
                 if defer_receipt:
                     unsigned["record"] = last
                 # Only an Idempotency-Key needs the stored answer (asdict is costly here).
-                answer = {"view": asdict(view)} if idempotency is not None else {}
+                answer = {}
+                if idempotency is not None:
+                    answer = {"view": asdict(_view(granted.row, receipt=granted.receipt))}
             if idempotency is not None:
                 # In the grant's own transaction: the answer exists exactly when the grant does.
                 idempotency_store.finish(conn, identity.username, idempotency.key, answer)
             if state is not None:
                 state.last_record = last
-            return view
+            return granted
 
         return _Prepared(request_id, refusal, record, unsigned)
 
@@ -479,11 +490,11 @@ class AccessService:
         *,
         draft: _GrantDraft | None = None,
         sign_receipt: bool = True,
-    ) -> tuple[AccessRequestView, dict[str, Any]]:
+    ) -> tuple[_Granted, dict[str, Any]]:
         """Record the grant at `now` (the moment its request was recorded) from the `draft`
         made before the lock if its CA is still the active one, else signing now; returns its
-        view and audit record (the new head). Without `sign_receipt` the view has no receipt
-        yet."""
+        row and receipt, and its audit record (the new head). Without `sign_receipt` there is
+        no receipt yet."""
         state = batch_state(conn)
         # The CA's state is read once per transaction (the write lock is held throughout).
         ca = state.memo.get("ca") if state is not None else None
@@ -512,7 +523,7 @@ class AccessService:
         row = {**draft.row, "created": stamp, "last_modified": stamp}
         insert_row(conn, _INSERT_REQUEST, row)
         receipt = self._signer.receipt(record["seq"], record["hash"]) if sign_receipt else None
-        return _view(row, receipt=receipt), record
+        return _Granted(row, receipt), record
 
     def _sign(
         self,
