@@ -118,13 +118,16 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Built once: every group commit reads the head under the write lock, and building the
+# statement cost more than running it.
+_HEAD = (
+    select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc()).limit(1)
+)
+
+
 def head(conn: Connection) -> tuple[int, str]:
     """(seq, hash) of the last record, or (0, genesis) for an empty log."""
-    row = conn.execute(
-        select(audit_records.c.seq, audit_records.c.hash)
-        .order_by(audit_records.c.seq.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_HEAD).first()
     if row is None:
         return 0, GENESIS_HASH
     return int(row.seq), str(row.hash)

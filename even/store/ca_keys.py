@@ -25,8 +25,12 @@ class CaKeyState:
     last_valid_before: str | None
 
 
+# Built once: every group commit reads the CA's state under the write lock.
+_ALL = select(_ca).order_by(_ca.c.created, _ca.c.fingerprint)
+
+
 def all_keys(conn: Connection) -> list[CaKeyState]:
-    rows = conn.execute(select(_ca).order_by(_ca.c.created, _ca.c.fingerprint)).all()
+    rows = conn.execute(_ALL).all()
     return [CaKeyState(**{str(k): v for k, v in row._mapping.items()}) for row in rows]
 
 
