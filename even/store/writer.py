@@ -85,7 +85,7 @@ class BatchState:
 
 
 # (statement, dialect name, row keys) -> (SQL, parameter order), or None for SQLAlchemy's way.
-_plans: dict[tuple[Any, str, tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = {}
+_plans: dict[tuple[Any, str, str, tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = {}
 
 
 def _driver_plan(
@@ -98,7 +98,7 @@ def _driver_plan(
     statement's parameters are exactly the row's keys (no defaults to fill in), no column
     type converts its value, and the paramstyle is positional; otherwise None.
     """
-    cache_key = (statement, dialect.name, keys)
+    cache_key = (statement, dialect.name, dialect.paramstyle, keys)
     if cache_key in _plans:
         return _plans[cache_key]
     plan = None
@@ -112,7 +112,10 @@ def _driver_plan(
         order is not None
         and set(compiled.binds) == set(keys) == set(order)
         and len(order) == len(keys)
-        and all(columns[key].type.bind_processor(dialect) is None for key in keys)
+        # The dialect's own type (SQLite's DateTime converts, the generic one does not).
+        and all(
+            columns[key].type.dialect_impl(dialect).bind_processor(dialect) is None for key in keys
+        )
     ):
         plan = (compiled.string, tuple(order))
     _plans[cache_key] = plan
@@ -188,10 +191,11 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is None:
                 return
-            # The rest of the batch is taken once the write lock is held (_run_together), so
-            # whatever arrives while this process waits for the lock joins this commit
-            # instead of waiting for the lock once more.
-            self._commit([first])
+            batch = [first]
+            self._take_queued(batch)
+            # _run_together takes more once it holds the write lock: what arrives while this
+            # process waits for the lock joins this commit instead of waiting once more.
+            self._commit(batch)
 
     def _take_queued(self, batch: list[_Item]) -> None:
         """Add what is queued now to `batch`, up to a batch; a stop request stays queued."""
@@ -228,25 +232,35 @@ class GroupCommitWriter:
     def _run_together(self, batch: list[_Item]) -> list[Any]:
         # No savepoint per piece (two more statements each, on the serial path): failures
         # are rare, and the whole batch rolls back before anything is answered.
-        with transaction(self._engine) as conn:
-            self._take_queued(batch)  # in place: the caller answers everyone in `batch`
-            state = conn.info[BATCH_STATE] = BatchState()
-            try:
-                results = []
-                for work, _ in batch:
-                    try:
-                        results.append(work(conn))
-                    except BaseException as exc:
-                        raise _PieceFailed from exc
+        # `batch` grows in place: the caller answers everyone in it, however this ends.
+        locked = False
+        try:
+            with transaction(self._engine) as conn:
+                locked = True
+                self._take_queued(batch)
+                state = conn.info[BATCH_STATE] = BatchState()
                 try:
-                    state.flush(conn)
-                except Exception as exc:
-                    if is_store_unavailable(exc):  # the store, not a row: all get a 503
-                        raise StoreUnavailable("the audit store is unavailable") from exc
-                    raise _PieceFailed from exc  # whose row failed is unknown: each alone
-                return results
-            finally:
-                conn.info.pop(BATCH_STATE, None)
+                    results = []
+                    for work, _ in batch:
+                        try:
+                            results.append(work(conn))
+                        except BaseException as exc:
+                            raise _PieceFailed from exc
+                    try:
+                        state.flush(conn)
+                    except Exception as exc:
+                        if is_store_unavailable(exc):  # the store, not a row: all get a 503
+                            raise StoreUnavailable("the audit store is unavailable") from exc
+                        raise _PieceFailed from exc  # whose row failed is unknown: each alone
+                    return results
+                finally:
+                    conn.info.pop(BATCH_STATE, None)
+        except EvenError:
+            if not locked:
+                # No lock (busy or down store): what queued meanwhile would wait as long for
+                # the same answer, so it gets it now, not one timeout after another.
+                self._take_queued(batch)
+            raise
 
     def _run_alone(self, item: _Item, outcomes: _Outcomes) -> None:
         work, waiter = item

@@ -202,3 +202,76 @@ def test_work_queued_while_the_lock_is_awaited_joins_the_same_commit(engine) -> 
     writer.close()
     # One wait for the lock, one commit for all six.
     assert (writer.batches, writer.items) == (1, 6)
+
+
+def test_when_the_lock_cannot_be_had_everything_queued_gets_its_503_at_once(
+    engine, monkeypatch
+) -> None:
+    import threading
+    import time
+
+    from even.errors import StoreUnavailable
+    from even.store import db
+
+    monkeypatch.setattr(db, "WRITE_QUEUE_TIMEOUT_S", 0.3)
+    writer = GroupCommitWriter(engine)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with db.transaction(engine):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+    started = time.monotonic()
+    futures = [writer.submit(lambda conn: 1)]
+    while not writer._queue.empty() and time.monotonic() < started + 10:
+        time.sleep(0.001)  # the writer took the first piece and waits for the lock
+    futures += [writer.submit(lambda conn: 1) for _ in range(9)]
+    failures = []
+    for future in futures:
+        with pytest.raises(StoreUnavailable):
+            future.result(timeout=10)
+        failures.append(time.monotonic() - started)
+    release.set()
+    holder.join()
+    writer.close()
+    # One wait for all ten (each waiting its own turn would take ten).
+    assert max(failures) < 3 * 0.3, failures
+
+
+def test_the_driver_path_is_taken_only_where_it_stores_the_same(engine, monkeypatch) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+    from sqlalchemy.engine import Connection
+
+    from even.store.writer import _driver_plan, insert_row
+
+    metadata = MetaData()
+    plain = Table("p", metadata, Column("n", Integer, primary_key=True), Column("s", String(8)))
+    dated = Table("d", metadata, Column("n", Integer, primary_key=True), Column("at", DateTime))
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+    # SQLite's DateTime converts its value (the generic type does not): SQLAlchemy's way.
+    assert _driver_plan(dated.insert(), engine.dialect, ("n", "at")) is None
+    driver_calls: list[str] = []
+    original = Connection.exec_driver_sql
+
+    def spy(self, statement, *args, **kwargs):
+        driver_calls.append(statement)
+        return original(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "exec_driver_sql", spy)
+    moment = datetime(2024, 1, 2, 3, 4, 5)
+    writer = GroupCommitWriter(engine)
+    writer.run(lambda conn: insert_row(conn, plain.insert(), {"n": 1, "s": "a"}))
+    writer.run(lambda conn: insert_row(conn, dated.insert(), {"n": 1, "at": moment}))
+    writer.close()
+    assert [c for c in driver_calls if c.startswith("INSERT")] == [
+        "INSERT INTO p (n, s) VALUES (?, ?)"
+    ]
+    with engine.connect() as conn:
+        assert conn.execute(dated.select()).one() == (1, moment)
