@@ -112,7 +112,8 @@ def serve(
 def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
     import uvicorn
 
-    from even.api.app import create_app, pin_if_asked, tune_interpreter
+    from even.affinity import pin_if_asked
+    from even.api.app import create_app, tune_interpreter
     from even.config import load_settings
 
     if workers > 1:

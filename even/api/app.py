@@ -13,12 +13,11 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from even.affinity import PIN_ENV, pin_this_worker, usable_cpus
+from even.affinity import pin_if_asked
 from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
@@ -123,14 +122,6 @@ def tune_interpreter() -> None:
     worker thread and the group-commit writer, and each handoff otherwise waits a full
     interval while another thread computes."""
     sys.setswitchinterval(0.0005)
-
-
-def pin_if_asked() -> None:
-    """`even serve --pin-workers`: this worker takes a CPU of its own (even.affinity)."""
-    state_file = os.environ.get(PIN_ENV)
-    if state_file:
-        cpu = pin_this_worker(Path(state_file), usable_cpus())
-        log.info("worker %d pinned to CPU %d", os.getpid(), cpu)
 
 
 def app_from_environment() -> FastAPI:

@@ -17,13 +17,20 @@ from even.affinity import usable_cpus
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
 
-# Pins itself, prints "CPU MASK", then waits for a line on stdin (so it stays alive).
+# Starts a thread, pins itself, prints "CPU MASKS" (the CPUs of every thread, one mask per
+# thread), then waits for a line on stdin (so it stays alive).
 _WORKER = """
-import os, sys
+import os, sys, threading
 from pathlib import Path
 from even.affinity import pin_this_worker, usable_cpus
+started = threading.Event()
+threading.Thread(target=lambda: (started.set(), sys.stdin.readline()), daemon=True).start()
+started.wait()
 cpu = pin_this_worker(Path(sys.argv[1]), usable_cpus())
-print(cpu, ",".join(map(str, sorted(os.sched_getaffinity(0)))), flush=True)
+tasks = [int(t) for t in os.listdir("/proc/self/task")]
+assert len(tasks) == 2
+masks = {",".join(map(str, sorted(os.sched_getaffinity(t)))) for t in tasks}
+print(cpu, ";".join(sorted(masks)), flush=True)
 sys.stdin.readline()
 """
 
@@ -36,8 +43,8 @@ def _start(state: Path) -> tuple[subprocess.Popen[str], int]:
         text=True,
     )
     assert process.stdout is not None
-    cpu, mask = process.stdout.readline().split()
-    assert mask == cpu, "every thread of the worker runs on its CPU only"
+    cpu, masks = process.stdout.readline().split()
+    assert masks == cpu, "every thread of the worker runs on its CPU only"
     return process, int(cpu)
 
 
@@ -67,3 +74,34 @@ def test_live_workers_spread_over_the_cpus_and_a_gone_one_frees_its_cpu(tmp_path
                 _stop(process)
     claimed = json.loads(state.read_text())
     assert str(second.pid) in claimed and str(first.pid) not in claimed
+
+
+def test_a_claim_by_a_process_that_is_not_a_sibling_worker_does_not_count(tmp_path) -> None:
+    state = tmp_path / "pinned.json"
+    cpus = usable_cpus()
+    # PID 1 is alive but no worker of ours (say, a PID reused since a worker ended).
+    state.write_text(json.dumps({"1": cpus[0]}))
+    worker, cpu = _start(state)
+    _stop(worker)
+    assert cpu == cpus[0]
+
+
+def test_pinning_that_fails_is_reported_and_the_worker_serves_unpinned(tmp_path) -> None:
+    state = tmp_path / "pinned.json"
+    state.write_text("not json")
+    probe = (
+        "import logging, os; logging.basicConfig(level=logging.INFO);"
+        "from even.affinity import pin_if_asked; print('pinned to', pin_if_asked());"
+        "print('threads may run on', len(os.sched_getaffinity(0)), 'CPUs')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "EVEN_PIN_WORKERS_FILE": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pinned to None" in done.stdout
+    assert f"threads may run on {len(usable_cpus())} CPUs" in done.stdout
+    assert "not pinned to a CPU" in done.stderr and "serving unpinned" in done.stderr
