@@ -8,6 +8,10 @@ from ASGI, with the very functions the FastAPI route calls (`authenticate`, `rea
 else goes on to FastAPI, which also still documents the route in the OpenAPI schema.
 
 It sits inside HardeningMiddleware, so the body limit and the security headers apply as before.
+One difference: a bug's 500 is answered here (problem+json, logged with its traceback) and
+so carries the security headers, where FastAPI's ServerErrorMiddleware, outside the
+hardening, answers it without them. It uses the components it was built with, not
+`app.dependency_overrides`.
 """
 
 from __future__ import annotations
