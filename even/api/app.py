@@ -30,6 +30,9 @@ from even.wiring import Components, build_components
 CONFIG_ENV = "EVEN_CONFIG_FILE"
 log = logging.getLogger("even.api")
 CHECKPOINT_POLL_SECONDS = 1.0
+# (young, middle, old): ~4% less CPU per grant than the default (700, 10, 10) in three
+# interleaved pairs of 8 s runs (2 pinned workers, c=64), and more grants/s in each.
+GC_THRESHOLDS = (20_000, 20, 20)
 JOBS_INTERVAL_SECONDS = 5.0
 
 
@@ -52,6 +55,9 @@ def create_app(
         # load (~25 ms with this), as the cyclic garbage of requests piles up.
         gc.collect()
         gc.freeze()
+        # Requests in flight hold many container objects, so at the default threshold (700)
+        # the collector kept scanning live requests; collecting less often is cheaper.
+        gc.set_threshold(*GC_THRESHOLDS)
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
         jobs = asyncio.create_task(_jobs_loop(components))
         yield
