@@ -21,14 +21,15 @@ async def current_identity(
     request: Request, components: Annotated[Components, Depends(get_components)]
 ) -> Identity:
     """The bearer token's identity; anything else is 401 with WWW-Authenticate."""
+    return await authenticate(components, request)
+
+
+async def authenticate(components: Components, request: Request) -> Identity:
+    """Verify the request's bearer token, with the per-address and per-user rate limits;
+    raises InvalidToken or RateLimited."""
     # The socket peer, or the proxy's X-Forwarded-For only when uvicorn was told to trust it.
     client_ip = request.client.host if request.client else "unknown"
-    return await authenticate(components, client_ip, request.headers.get("authorization", ""))
-
-
-async def authenticate(components: Components, client_ip: str, authorization: str) -> Identity:
-    """Verify an Authorization header's bearer token, with the per-address and per-user
-    rate limits; raises InvalidToken or RateLimited."""
+    authorization = request.headers.get("authorization", "")
     limits = components.rate_limits
     wait = limits.failed_auth.retry_after(client_ip)
     if wait:

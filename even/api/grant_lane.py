@@ -52,10 +52,7 @@ class GrantLane:
         request = Request(scope, receive)
         try:
             # As in the route: the caller first (its dependency), then the body.
-            client_ip = request.client.host if request.client else "unknown"
-            identity = await authenticate(
-                self.components, client_ip, request.headers.get("authorization", "")
-            )
+            identity = await authenticate(self.components, request)
             body = await read_json(request, AccessRequestBody)
             answer = await grant_answer(self.components, identity, body, None)
         except EvenError as exc:
