@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -199,16 +199,8 @@ class SealTemplate:
         def member(name: str, value: Any) -> bytes:
             return b'"' + name.encode() + b'":' + canonical(value)
 
-        details = dict(event.details)
-        self.event = AuditEvent(
-            type=event.type,
-            username=event.username,
-            login=event.login,
-            hostname=event.hostname,
-            request_id=event.request_id,
-            reason=event.reason,
-            details=details,
-        )
+        details = dict(event.details)  # a copy: the caller's dict may change later
+        self.event = replace(event, details=details)
         self._before_prev = b",".join(
             (
                 HASH_PREFIX + b"{" + member("details", details),
