@@ -256,6 +256,16 @@ class Policy:
             subject.username, subject.groups, requester=requester
         )
 
+    def rules_approved_by(self, subject: Subject) -> list[str]:
+        """Names of the rules whose approvers list `subject` (for GET /v1/approvals and
+        /v1/reviews; the requester's own requests are left out by the caller)."""
+        return [
+            rule.name
+            for rule in self.document.rules
+            if rule.approval is not None
+            and ApproverCheck.of(rule.approval).is_listed(subject.username, subject.groups)
+        ]
+
     def rule_named(self, name: str) -> Rule | None:
         """The rule called `name` in this policy (a pending request names its rule)."""
         return next((rule for rule in self.document.rules if rule.name == name), None)

@@ -167,3 +167,10 @@ def test_policy_check_prints_warnings_on_stderr_and_keeps_its_answer(tmp_path: P
     denied = subprocess.run([*argv, "--login", "root"], capture_output=True, text=True, check=False)
     assert denied.returncode == 1 and denied.stdout == "DENY login_not_allowed\n"
     assert "warning: rule peers" in denied.stderr
+
+
+def test_rules_approved_by_lists_rules_naming_the_subject() -> None:
+    policy = _policy()
+    assert policy.rules_approved_by(Subject("dave", ("sre-leads",))) == ["prod-db"]
+    assert policy.rules_approved_by(Subject("carol", ())) == ["prod-db"]
+    assert policy.rules_approved_by(Subject("bob", ("sre",))) == []
