@@ -187,8 +187,13 @@ def policy() -> None:
 def policy_check(
     config_file: Path, user: str, groups: tuple[str, ...], hostname: str, login: str, mode: str
 ) -> None:
-    """Print ALLOW rule=<name> (exit 0) or DENY <code> (exit 1)."""
+    """Print ALLOW rule=<name> (exit 0) or DENY <code> (exit 1).
+
+    Warnings about rules whose approvers may be too few (or only the requesters' peers) go to
+    stderr first; they never change the answer or the exit code.
+    """
     from even.policy import Subject
+    from even.policy_approval import approval_warnings
     from even.wiring import load_settings_policy
 
     settings = _load(config_file)
@@ -196,6 +201,9 @@ def policy_check(
         loaded = load_settings_policy(settings)
     except ConfigError as exc:
         _fail(exc.message, 2)
+    for rule in loaded.document.rules:
+        for warning in approval_warnings(rule):
+            click.echo(f"warning: {warning}", err=True)
     names = tuple(g for item in groups for g in item.replace(",", " ").split())
     try:
         rule = loaded.decide(

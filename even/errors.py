@@ -117,3 +117,62 @@ class RateLimited(EvenError):
 
 class ConfigError(EvenError):
     code = "config_error"
+
+
+# Approvals and break-glass (SPEC §11). The service checks them in this order: the requester
+# (self_approval), not an approver (not_an_approver), not pending (not_pending), the same
+# approver twice (already_approved); see even.approvals.
+
+
+class SelfApproval(Denied):
+    """403: the requester tried to approve, deny or review their own request."""
+
+    code = "self_approval"
+
+
+class NotAnApprover(Denied):
+    """403: the caller is not among the deciding rule's approvers (nor an admin, for reviews)."""
+
+    code = "not_an_approver"
+
+
+class NotRequester(Denied):
+    """403: only the requester may cancel a pending request."""
+
+    code = "not_requester"
+
+
+class EmergencyNotAllowed(Denied):
+    """403: break-glass was asked for on a rule without `emergency.allowed`."""
+
+    code = "emergency_not_allowed"
+
+
+class ApprovalRequired(Denied):
+    """403: the classic API cannot wait for approvers, so a rule that needs them refuses."""
+
+    code = "approval_required"
+
+
+class NotPending(Conflict):
+    """409: the request is no longer waiting for approval (granted, denied, cancelled, expired)."""
+
+    code = "not_pending"
+
+
+class AlreadyApproved(Conflict):
+    """409: this approver has already approved this request; each counts once."""
+
+    code = "already_approved"
+
+
+class NotReviewable(Conflict):
+    """409: only a break-glass grant is reviewed."""
+
+    code = "not_reviewable"
+
+
+class AlreadyReviewed(Conflict):
+    """409: the break-glass grant already has its review."""
+
+    code = "already_reviewed"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +26,13 @@ from even.errors import (
     ReasonRejected,
 )
 from even.names import is_bastion_name, is_login
+from even.policy_approval import (
+    ApprovalRule,
+    ApproverCheck,
+    EmergencyRule,
+    check_rule,
+    emergency_max_lifetime,
+)
 
 USERNAME_PLACEHOLDER = "{username}"
 # Extensions OpenSSH knows; anything else is a typo that would silently grant nothing.
@@ -40,7 +47,6 @@ KNOWN_EXTENSIONS = frozenset(
     }
 )
 _HOST_PATTERN_RE = re.compile(r"[a-z0-9.*?-]{1,253}")
-RESERVED_KEYS = ("approval", "emergency")
 
 Mode = Literal["certificate", "push"]
 
@@ -91,15 +97,16 @@ class Rule(_Strict):
     principals: Literal["host-bound", "login"] = "host-bound"
     extensions: list[str] = ["permit-pty"]
     source_addresses: list[str] = []
+    approval: ApprovalRule | None = None  # SPEC §11: approvers before anything is issued
+    emergency: EmergencyRule | None = None  # SPEC §11: break-glass, reviewed afterwards
 
-    @model_validator(mode="before")
-    @classmethod
-    def _reserved(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in RESERVED_KEYS:
-                if key in data:
-                    raise ValueError(f"`{key}` is reserved for a later version and not supported")
-        return data
+    @property
+    def needs_approval(self) -> bool:
+        return self.approval is not None
+
+    @property
+    def emergency_allowed(self) -> bool:
+        return self.emergency is not None and self.emergency.allowed
 
     @field_validator("subjects")
     @classmethod
@@ -237,6 +244,32 @@ class Policy:
     def logins_for(self, rule: Rule, subject: Subject) -> list[str]:
         return _expand_logins(rule, subject)
 
+    def emergency_max_lifetime(self, rule: Rule) -> int:
+        """Break-glass lifetime cap (and default) under `rule` (≤ its ordinary maximum)."""
+        return emergency_max_lifetime(rule, self.max_lifetime(rule))
+
+    def is_approver(self, rule: Rule, subject: Subject, *, requester: str) -> bool:
+        """May `subject` approve a request by `requester` under `rule`? Never their own."""
+        if rule.approval is None:
+            return False
+        return ApproverCheck.of(rule.approval).is_approver(
+            subject.username, subject.groups, requester=requester
+        )
+
+    def rules_approved_by(self, subject: Subject) -> list[str]:
+        """Names of the rules whose approvers list `subject` (for GET /v1/approvals and
+        /v1/reviews; the requester's own requests are left out by the caller)."""
+        return [
+            rule.name
+            for rule in self.document.rules
+            if rule.approval is not None
+            and ApproverCheck.of(rule.approval).is_listed(subject.username, subject.groups)
+        ]
+
+    def rule_named(self, name: str) -> Rule | None:
+        """The rule called `name` in this policy (a pending request names its rule)."""
+        return next((rule for rule in self.document.rules if rule.name == name), None)
+
 
 def _subject_matches(rule: Rule, subject: Subject) -> bool:
     return subject.username in rule.subjects.users or bool(
@@ -273,6 +306,10 @@ def parse_policy(
             )
         if push_user is not None and push_user in rule.logins:
             raise ConfigError(f"policy rule {rule.name}: the push user may not be a login")
+        rule_max = rule.max_lifetime_minutes or document.defaults.max_lifetime_minutes
+        problems = check_rule(rule, rule_max)
+        if problems:
+            raise ConfigError("; ".join(problems))
     return Policy(document=document, sha256=hashlib.sha256(data).hexdigest())
 
 

@@ -39,6 +39,7 @@ class AccessSpec:
     bastion: str | None = None
     lifetime_minutes: int | None = None
     mode: str = "certificate"
+    emergency: bool = False  # break-glass: granted at once where the rule allows, reviewed later
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,14 @@ def request_access(
     ssh_options: Sequence[str] = (),
     ssh_config: str | None = None,
 ) -> Outcome:
-    """Ask Even, keep what it answered; `now` (epoch seconds) prunes the grant index."""
+    """Ask Even and keep what it granted (a pending answer is a BadResponse here: callers
+    that can wait for approvers use `submit`, `piu.wait`, then `complete`)."""
+    key, grant = submit(client, paths, spec)
+    return complete(paths, key, grant, now=now, ssh_options=ssh_options, ssh_config=ssh_config)
+
+
+def submit(client: EvenClient, paths: Paths, spec: AccessSpec) -> tuple[KeyPair, Grant]:
+    """POST the request with piu's public key; Even's answer, granted or pending approval."""
     key = ensure_key_pair(paths.ssh_dir)
     body = AccessRequestBody(
         hostname=spec.hostname,
@@ -86,8 +94,24 @@ def request_access(
         login=spec.login,
         bastion=spec.bastion,
         lifetime_minutes=spec.lifetime_minutes,
+        emergency=spec.emergency,
     )
-    grant = client.request_access(body)
+    return key, client.request_access(body)
+
+
+def complete(
+    paths: Paths,
+    key: KeyPair,
+    grant: Grant,
+    *,
+    now: float | None = None,
+    ssh_options: Sequence[str] = (),
+    ssh_config: str | None = None,
+) -> Outcome:
+    """Keep a granted answer: receipt, certificates, the grant index; build the ssh argv.
+
+    The same for a direct grant and one that waited for approvers (then `grant` is what
+    GET /v1/access-requests/{id} showed its requester)."""
     _check_complete(grant, key)
     if grant.receipt is not None:
         keep_receipt(paths, grant.receipt)
@@ -176,7 +200,7 @@ def _remember(
 def _check_complete(grant: Grant, key: KeyPair) -> None:
     """Everything is checked before anything is written: no half-kept grant on disk."""
     if grant.status != "GRANTED":
-        raise BadResponse(f"Even answered 201 but the request {grant.id} is {grant.status}")
+        raise BadResponse(f"Even's answer for request {grant.id} is {grant.status}, not GRANTED")
     if grant.mode == "certificate" and (
         grant.certificate is None or (grant.bastion is not None and not grant.bastion_certificate)
     ):

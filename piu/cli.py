@@ -1,10 +1,11 @@
 """piu's command line: the group, its global flags, and errors → messages and exit codes.
 
 Exit codes (SPEC §9): 0 ok, 1 error, 2 usage or configuration, 3 not authenticated, 4 denied,
-6 unavailable. Every PiuError becomes one message plus a hint on stderr, never a traceback
-(PIU_DEBUG=1 shows one for unexpected errors). The commands live in `cmd_access`,
-`cmd_login` and `cmd_config`; they import httpx and cryptography only when they run, so
-`piu --help`, `--version` and shell completion start fast.
+5 still pending (waiting for approvers), 6 unavailable. Every PiuError becomes one message
+plus a hint on stderr, never a traceback (PIU_DEBUG=1 shows one for unexpected errors). The
+commands live in `cmd_access`, `cmd_approvals`, `cmd_login` and `cmd_config`; they import
+httpx and cryptography only when they run, so `piu --help`, `--version` and shell completion
+start fast.
 
 `piu HOST REASON…` is `piu request-access HOST REASON…` when HOST is not a command and looks
 like a host (contains `.` or `@`), so a mistyped command is still reported as one.
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from piu import __version__, cmd_access, cmd_config, cmd_keys, cmd_login, errors
+from piu import __version__, cmd_access, cmd_approvals, cmd_config, cmd_keys, cmd_login, errors
 from piu.render import escape
 from piu.runtime import Runtime
 
@@ -27,6 +28,7 @@ EXIT_CODES: tuple[tuple[type[errors.PiuError], int], ...] = (
     (errors.ConfigError, 2),
     (errors.NotAuthenticated, 3),
     (errors.Denied, 4),
+    (errors.StillPending, 5),
     (errors.Unavailable, 6),
 )
 
@@ -100,6 +102,8 @@ def cli(
     piu request-access [LOGIN@]HOST REASON…    (or just: piu HOST REASON…)
     piu ssh [LOGIN@]HOST [-- SSH-ARGS…]        reuse or request a grant, then ssh
     piu list-access | piu whoami | piu revoke ID | piu config show
+    piu wait ID | piu cancel ID                waiting for approvers
+    piu approvals | piu approve ID | piu deny ID -m WHY | piu review ID
     piu keys add FILE                          register a public key for push mode
     """
     runtime = ctx.ensure_object(Runtime)
@@ -116,6 +120,7 @@ def cli(
 for _command in (
     *cmd_login.COMMANDS,
     *cmd_access.COMMANDS,
+    *cmd_approvals.COMMANDS,
     *cmd_keys.COMMANDS,
     *cmd_config.COMMANDS,
 ):

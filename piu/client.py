@@ -57,7 +57,24 @@ DENIAL_HINTS = {
     "reason_rejected": "give a reason the rule accepts, e.g. a ticket id: piu HOST 'INC-123 …'",
     "lifetime_too_long": "ask for less with -t MIN; `piu whoami` shows each rule's maximum",
 }
+DENIAL_HINTS.update(
+    {
+        "self_approval": "another approver has to decide; nobody approves their own request",
+        "not_an_approver": "`piu approvals` lists the requests you may approve",
+        "not_requester": "only the requester may cancel; an approver can `piu deny ID -m WHY`",
+        "emergency_not_allowed": "this rule has no break-glass: ask without --emergency "
+        "and wait for an approver",
+        "approval_required": "this host needs an approver: `piu request-access` waits for one",
+    }
+)
 DENIAL_HINT = "`piu whoami` lists what you may request"
+# 409s about approvals: the request has moved on; say what to look at (exit 1).
+CONFLICT_HINTS = {
+    "not_pending": "`piu list-access --status PENDING_APPROVAL` shows what still waits",
+    "already_approved": "each approver counts once; another approver has to approve it",
+    "already_reviewed": "a break-glass grant is reviewed once",
+    "not_reviewable": "only break-glass (--emergency) grants are reviewed",
+}
 
 
 class EvenClient:
@@ -108,6 +125,29 @@ class EvenClient:
         headers = {"Idempotency-Key": str(uuid.uuid4())}
         resp = self._send("POST", "/v1/access-requests", json=body.to_json(), headers=headers)
         return parse_grant(self._json(resp))
+
+    def get_access_request(self, request_id: str) -> Grant:
+        """One request; to its requester a granted one carries the credentials (SPEC §7)."""
+        path = f"/v1/access-requests/{quote(request_id, safe='')}"
+        return parse_grant(self._json(self._send("GET", path)))
+
+    def decide(self, request_id: str, verb: str, body: Mapping[str, str] | None) -> AccessRequest:
+        """POST …/{id}/approve, deny, cancel or review; the request as it is afterwards."""
+        if verb not in {"approve", "deny", "cancel", "review"}:
+            raise ValueError(f"not an approval action: {verb}")
+        path = f"/v1/access-requests/{quote(request_id, safe='')}/{verb}"
+        resp = self._send("POST", path, json=dict(body) if body is not None else None)
+        if resp.status_code == 204 or not resp.content:
+            return parse_access_request({"id": request_id, "status": "?"})
+        return parse_access_request(self._json(resp))
+
+    def approvals(self) -> Page:
+        """Pending requests the caller may approve."""
+        return parse_page(self._json(self._send("GET", "/v1/approvals")))
+
+    def reviews(self, *, overdue: bool = False) -> Page:
+        params = {"overdue": "true"} if overdue else None
+        return parse_page(self._json(self._send("GET", "/v1/reviews", params=params)))
 
     def list_access(self, filters: Mapping[str, str | int | None]) -> Page:
         params = {k: str(v) for k, v in filters.items() if v is not None}
@@ -245,6 +285,10 @@ def _status_error(resp: httpx.Response, reauth_hint: str = REAUTH_HINT) -> PiuEr
             f"Even is unavailable ({status}): {summary}",
             hint=f"try again in {retry} s" if retry else "try again later",
             problem=problem,
+        )
+    if status == 409 and problem.code in CONFLICT_HINTS:
+        return RequestFailed(
+            f"not possible: {summary}", hint=CONFLICT_HINTS[problem.code or ""], problem=problem
         )
     if resp.is_redirect:
         return RequestFailed(

@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from piu.models import Page
 
 STATUS_CHOICE = click.Choice(
-    ["PUSHING", "GRANTED", "DENIED", "FAILED", "EXPIRED", "REVOKED", "PENDING_APPROVAL"],
+    [
+        "PENDING_APPROVAL",
+        "PUSHING",
+        "GRANTED",
+        "DENIED",
+        "CANCELLED",
+        "FAILED",
+        "EXPIRED",
+        "REVOKED",
+    ],
     case_sensitive=False,
 )
 WATCH_INTERVAL = 5.0
@@ -84,6 +93,12 @@ def ask_reason(runtime: Runtime, given: str | None) -> str:
 )
 @click.option("--connect", is_flag=True, help="Run ssh right away.")
 @click.option("--clip", is_flag=True, help="Copy the ssh command to the clipboard.")
+@click.option(
+    "--no-wait", is_flag=True, help="If approvers must decide, do not wait (exit 5; piu wait ID)."
+)
+@click.option(
+    "--emergency", is_flag=True, help="Break-glass: granted now where allowed, reviewed later."
+)
 @no_agent_option
 @output_option
 @click.pass_obj
@@ -98,15 +113,21 @@ def request_access(
     tunnel: str | None,
     connect: bool,
     clip: bool,
+    no_wait: bool,
+    emergency: bool,
     no_agent: bool,
     output: str,
 ) -> None:
     """Ask Even for access to HOST, giving REASON (e.g. a ticket id); print the ssh command.
 
-    Without REASON, piu asks for one when run in a terminal.
+    Without REASON, piu asks for one when run in a terminal. Where the host needs approvers,
+    piu says who and waits (Ctrl-C leaves the request pending: `piu wait ID`).
     """
     from piu import access, render
+    from piu.cmd_approvals import left_pending, obtain
+    from piu.models import Grant
     from piu.sshcmd import tunnel_options
+    from piu.wait import pending_line
 
     options = tunnel_options(tunnel) if tunnel else []
     if remote is not None:  # classic form: request-access BASTION REASON --remote HOST
@@ -125,16 +146,15 @@ def request_access(
         bastion=bastion or settings.bastion,
         lifetime_minutes=lifetime,
         mode=mode,
+        emergency=emergency,
     )
     with runtime.client(settings) as client:
-        outcome = access.request_access(
-            client,
-            runtime.paths(),
-            spec,
-            now=runtime.clock(),
-            ssh_options=options,
-            ssh_config=settings.ssh_config,
-        )
+        outcome = obtain(runtime, client, spec, no_wait=no_wait, ssh_options=options)
+    if isinstance(outcome, Grant):  # still pending and --no-wait: say so, exit 5
+        if output == "json":
+            click.echo(render.to_json(outcome.raw))
+        note(pending_line(outcome, waiting=False))
+        raise left_pending(outcome.id)
     if not no_agent:
         load_into_agent(runtime, outcome)
     if output == "json":
@@ -202,14 +222,15 @@ def new_grant(
 ) -> Outcome:
     from dataclasses import replace
 
-    from piu import access
+    from piu.cmd_approvals import obtain
+    from piu.models import Grant
 
     spec = replace(wanted, reason=ask_reason(runtime, reason), lifetime_minutes=lifetime)
-    settings = runtime.settings()
-    with runtime.client(settings) as client:
-        return access.request_access(
-            client, runtime.paths(), spec, now=runtime.clock(), ssh_config=settings.ssh_config
-        )
+    with runtime.client(runtime.settings()) as client:
+        outcome = obtain(runtime, client, spec)
+    if isinstance(outcome, Grant):  # only with no_wait, which piu ssh never asks for
+        raise errors.BadResponse(f"request {outcome.id} is unexpectedly still pending")
+    return outcome
 
 
 def load_into_agent(runtime: Runtime, outcome: Outcome) -> None:
@@ -263,6 +284,7 @@ def _minutes(seconds: float) -> str:
     "-o", "--output", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True
 )
 @click.option("--status", type=STATUS_CHOICE)
+@click.option("--pending", is_flag=True, help="Only requests waiting for approvers.")
 @click.option("--hostname", metavar="HOST")
 @click.option("--username", metavar="USER", help="Auditors and admins only.")
 @click.option("--login", metavar="LOGIN")
@@ -274,6 +296,7 @@ def list_access(
     runtime: Runtime,
     output: str,
     status: str | None,
+    pending: bool,
     hostname: str | None,
     username: str | None,
     login: str | None,
@@ -281,9 +304,16 @@ def list_access(
     offset: int | None,
     watch: bool,
 ) -> None:
-    """List access requests (yours; everyone's for auditors and admins)."""
+    """List access requests (yours; everyone's for auditors and admins).
+
+    Requests waiting for approvers show as PENDING_APPROVAL with their approvals so far.
+    """
     import time
 
+    if pending:
+        if status is not None and status.upper() != "PENDING_APPROVAL":
+            raise click.UsageError("--pending and --status disagree")
+        status = "PENDING_APPROVAL"
     filters: dict[str, str | int | None] = {
         "status": status.upper() if status else None,
         "hostname": hostname,

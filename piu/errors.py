@@ -1,7 +1,8 @@
 """piu's errors: one base carrying a user-facing message and a remediation hint.
 
 Leaves are named for the reason, and grouped under the few bases the CLI maps to exit codes
-(SPEC §9): usage/configuration (2), not authenticated (3), denied (4), unavailable (6); the
+(SPEC §9): usage/configuration (2), not authenticated (3), denied (4), still pending (5),
+unavailable (6); the
 rest are plain errors (1). Only `piu.cli` turns them into output and exit codes.
 Messages never contain the token.
 """
@@ -74,6 +75,11 @@ class TokenRejected(NotAuthenticated):
 # exit 4: policy said no
 class Denied(PiuError):
     """Even answered 403, or 422 with a policy code (reason, lifetime, login)."""
+
+
+# exit 5: an approval is still outstanding
+class StillPending(PiuError):
+    """The request waits for approvers: --no-wait, Ctrl-C, or the approval window ran out."""
 
 
 # exit 6: try again later

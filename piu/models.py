@@ -40,6 +40,7 @@ class AccessRequestBody:
     login: str | None = None
     bastion: str | None = None
     lifetime_minutes: int | None = None
+    emergency: bool = False
 
     def to_json(self) -> JSON:
         body: JSON = {
@@ -54,7 +55,30 @@ class AccessRequestBody:
             "lifetime_minutes": self.lifetime_minutes,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if self.emergency:  # sent only when asked: an older Even refuses unknown fields
+            body["emergency"] = True
         return body
+
+
+@dataclass(frozen=True)
+class ApprovalEntry:
+    username: str
+    time: str | None
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The `approval` object of a request that needs approvers (SPEC §7)."""
+
+    needed: int
+    approvals: tuple[ApprovalEntry, ...]
+    approver_groups: tuple[str, ...]
+    expires_at: str | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.needed - len(self.approvals))
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,9 @@ class Grant:
     bastion_serial: int | None
     receipt: JSON | None
     raw: JSON = field(repr=False)
+    approval: Approval | None = None
+    emergency: bool = False
+    status_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class AccessRequest:
     valid_before: str | None
     created: str | None
     raw: JSON = field(repr=False)
+    approval: Approval | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +191,12 @@ class _Fields:
             raise self.bad(key, "an object")
         return value
 
+    def flag(self, key: str) -> bool:
+        value = self.raw.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise self.bad(key, "true or false")
+        return bool(value)
+
     def strs(self, key: str) -> tuple[str, ...]:
         value = self.raw.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -190,6 +224,34 @@ def parse_grant(raw: object) -> Grant:
         bastion_serial=f.opt_int("bastion_serial"),
         receipt=f.opt_obj("receipt"),
         raw=f.raw,
+        approval=parse_approval(f.opt_obj("approval")),
+        emergency=f.flag("emergency"),
+        status_reason=f.opt_string("status_reason"),
+    )
+
+
+def parse_approval(raw: JSON | None) -> Approval | None:
+    if raw is None:
+        return None
+    f = _Fields(raw, "approval")
+    needed = f.opt_int("needed")
+    if needed is None or needed < 0:
+        raise f.bad("needed", "a count")
+    entries = f.raw.get("approvals") or []
+    if not isinstance(entries, list):
+        raise f.bad("approvals", "a list")
+    return Approval(
+        needed=needed,
+        approvals=tuple(_parse_entry(e) for e in entries),
+        approver_groups=f.strs("approver_groups"),
+        expires_at=f.opt_string("expires_at"),
+    )
+
+
+def _parse_entry(raw: object) -> ApprovalEntry:
+    f = _Fields(raw, "approval entry")
+    return ApprovalEntry(
+        username=f.string("username"), time=f.opt_string("time"), comment=f.opt_string("comment")
     )
 
 
@@ -215,6 +277,7 @@ def parse_access_request(raw: object) -> AccessRequest:
         valid_before=f.opt_string("valid_before"),
         created=f.opt_string("created"),
         raw=f.raw,
+        approval=parse_approval(f.opt_obj("approval")),
     )
 
 

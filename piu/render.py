@@ -86,18 +86,24 @@ STATUS_COLOURS = {
     "REVOKED": DIM,
     "PUSHING": YELLOW,
     "PENDING_APPROVAL": YELLOW,
+    "CANCELLED": DIM,
 }
 
 
 def _row(item: AccessRequest) -> tuple[str, ...]:
     target = f"{_show(item.login)}@{_show(item.hostname)}"
+    valid = _show(item.valid_before)
+    if item.status == "PENDING_APPROVAL" and item.approval is not None:
+        # Nothing is valid yet: show how far the approvals are instead.
+        got, needed = len(item.approval.approvals), item.approval.needed
+        valid = f"approved {got}/{needed}"
     return (
         _show(item.id),
         _show(item.status),
         _show(item.username),
         target,
         _show(item.mode),
-        _show(item.valid_before),
+        valid,
         _show(item.reason),
     )
 
@@ -152,6 +158,11 @@ def revoked_text(request_id: str, status: str | None) -> str:
 
 def _list(values: Sequence[str]) -> str:
     return ", ".join(escape(v) for v in values) if values else "-"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell (cells already escaped by the caller)."""
+    return _table(rows)
 
 
 def _table(

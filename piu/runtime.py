@@ -32,6 +32,10 @@ def _stdout_isatty() -> bool:
     return sys.stdout.isatty()
 
 
+def _stderr_isatty() -> bool:
+    return sys.stderr.isatty()
+
+
 @dataclass
 class Runtime:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
@@ -42,6 +46,7 @@ class Runtime:
     execvp: Callable[[str, list[str]], Any] = os.execvp
     stdin_isatty: Callable[[], bool] = _stdin_isatty
     stdout_isatty: Callable[[], bool] = _stdout_isatty
+    stderr_isatty: Callable[[], bool] = _stderr_isatty  # the waiting spinner draws only there
     open_browser: Callable[[str], bool] | None = None  # None: the webbrowser module
     # global flags
     even_url: str | None = None

@@ -23,6 +23,16 @@ log = logging.getLogger("even.api")
 PROBLEM_JSON = "application/problem+json"
 
 STATUS_BY_ERROR: list[tuple[type[errors.EvenError], int]] = [
+    # Approvals and break-glass (SPEC §11), listed by name so the table reads as the contract.
+    (errors.SelfApproval, 403),
+    (errors.NotAnApprover, 403),
+    (errors.NotRequester, 403),
+    (errors.EmergencyNotAllowed, 403),
+    (errors.ApprovalRequired, 403),
+    (errors.NotPending, 409),
+    (errors.AlreadyApproved, 409),
+    (errors.NotReviewable, 409),
+    (errors.AlreadyReviewed, 409),
     (errors.InvalidToken, 401),
     (errors.IdentityUnavailable, 503),
     (errors.StoreUnavailable, 503),
@@ -35,6 +45,13 @@ STATUS_BY_ERROR: list[tuple[type[errors.EvenError], int]] = [
     (errors.IdempotencyInFlight, 409),
     (errors.Conflict, 409),
 ]
+# 409s that retrying can never change: the request's state has moved on for good.
+FINAL_CONFLICTS = (
+    errors.NotPending,
+    errors.AlreadyApproved,
+    errors.NotReviewable,
+    errors.AlreadyReviewed,
+)
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -116,7 +133,8 @@ def domain_problem(exc: errors.EvenError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if status == 503:
         headers["Retry-After"] = "5"
-    if status == 409:
+    if status == 409 and not isinstance(exc, FINAL_CONFLICTS):
+        # Retrying helps only while another request holds the resource (idempotency in flight).
         headers["Retry-After"] = "1"
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from even.errors import EmergencyNotAllowed
 from even.service.models import AccessRequestInput, AccessRequestView
 
 MAX_REASON = 1024
@@ -44,6 +45,7 @@ class AccessRequestBody(BaseModel):
     lifetime_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     mode: Literal["certificate", "push"] = "certificate"
     public_key: str | None = Field(default=None, max_length=16 * 1024)
+    emergency: bool = Field(default=False, description="break-glass: grant now, review later")
 
     @field_validator("hostname", "login", "username", "bastion", "public_key")
     @classmethod
@@ -66,6 +68,10 @@ class AccessRequestBody(BaseModel):
         return self
 
     def to_input(self) -> AccessRequestInput:
+        if self.emergency:
+            # Until the grant path honours break-glass, refuse it rather than grant a plain
+            # request the caller believes is an emergency one (or ignore what they asked).
+            raise EmergencyNotAllowed("break-glass is not available on this server")
         return AccessRequestInput(
             hostname=self.hostname,
             reason=self.reason,

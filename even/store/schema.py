@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from audit import store as audit_store
+from even.store import approval_tables as _approval_tables  # noqa: F401  (registers them too)
 from even.store import tables as _tables  # noqa: F401  (registers the SQLModel tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -40,6 +41,9 @@ APP_GRANTS: dict[str, str] = {
     "idempotency_keys": "SELECT, INSERT, UPDATE, DELETE",
     "ca_keys": "SELECT, INSERT, UPDATE",
     "user_keys": "SELECT, INSERT, UPDATE, DELETE",
+    # An approval, once given, is never changed or withdrawn (deny instead); states move on.
+    "approvals": "SELECT, INSERT",
+    "approval_states": "SELECT, INSERT, UPDATE",
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).

@@ -68,8 +68,8 @@ def test_rule_reason_overrides_default_and_lifetime_is_capped() -> None:
 @pytest.mark.parametrize(
     ("snippet", "message"),
     [
-        ("approval: {approvers: [x]}", "reserved"),
-        ("emergency: true", "reserved"),
+        ("approval: {approvers: [x]}", "approvers"),
+        ("emergency: true", "emergency"),
         ("hosts: ['[a-z]*.prod']", "host pattern"),
         ("logins: ['root,admin']", "not a valid login"),
         ("extensions: [permit-everything]", "unknown certificate extensions"),

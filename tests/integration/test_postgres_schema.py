@@ -307,3 +307,25 @@ def test_serials_and_chain_positions_reach_past_2_to_the_31(migrated: PostgresDa
             )
         ).scalar_one()
     assert serial == big
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_app_role_may_add_approvals_but_never_change_one(
+    migrated: PostgresDatabase, change: str
+) -> None:
+    statement = CHANGES[change].format(table="approvals")
+    assert _refusal(migrated.app_url, statement) == "42501"
+
+
+def test_an_approver_counts_once_per_request(migrated: PostgresDatabase) -> None:
+    insert = (
+        "INSERT INTO approvals (request_id, approver, time, comment) "
+        "VALUES ('r-once', 'carol', '2026-12-06T14:00:00Z', NULL)"
+    )
+    engine = make_engine(migrated.app_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(insert))
+    finally:
+        engine.dispose()
+    assert _refusal(migrated.app_url, insert) == "23505"  # unique_violation

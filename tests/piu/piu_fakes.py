@@ -47,12 +47,27 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 @dataclass
 class FakeEven:
-    """Answers like Even; `queue` holds canned answers that take precedence, in order."""
+    """Answers like Even; `queue` holds canned answers that take precedence, in order.
+
+    Approvals (SPEC §11): with `approvals_needed` > 0 a request is answered 202 and kept
+    pending; `caller` is who the token belongs to for approve/deny/cancel/review (the
+    requester is alice), checked in the contract's order. `on_poll` maps the n-th
+    GET /v1/access-requests/{id} (1-based) to what happens just before it is answered:
+    ("approve", user), ("deny", user), ("cancel", "alice") or ("expire", "").
+    """
 
     ca: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     requests: list[httpx.Request] = field(default_factory=list)
     queue: list[Handler] = field(default_factory=list)
     list_items: list[dict[str, Any]] = field(default_factory=list)
+    approvals_needed: int = 0
+    approvers: tuple[str, ...] = ("carol", "dave")
+    approver_groups: tuple[str, ...] = ("sre-leads",)
+    emergency_allowed: bool = False
+    caller: str = "alice"
+    on_poll: dict[int, tuple[str, str]] = field(default_factory=dict)
+    polls: int = 0
+    pending: dict[str, Any] | None = None  # the one request this fake keeps: body, state
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -63,7 +78,11 @@ class FakeEven:
             return self.queue.pop(0)(request)
         path, method = request.url.path, request.method
         if method == "POST" and path == "/v1/access-requests":
-            return httpx.Response(201, json=self.grant(json.loads(request.content)))
+            return self.post_request(json.loads(request.content))
+        if path.startswith(f"/v1/access-requests/{REQUEST_ID}") or path == "/v1/approvals":
+            answer = self.approval_route(method, path, request)
+            if answer is not None:
+                return answer
         if method == "GET" and path == "/v1/access-requests":
             return httpx.Response(200, json={"items": self.list_items, "next": None})
         if method == "GET" and path == "/v1/whoami":
@@ -97,6 +116,95 @@ class FakeEven:
             "ssh_command": f"ssh {login}@{host}",
             "receipt": RECEIPT,
         }
+
+    # -- approvals ---------------------------------------------------------------------------
+
+    def post_request(self, body: dict[str, Any]) -> httpx.Response:
+        if body.get("emergency"):
+            if not self.emergency_allowed:
+                return problem(403, "emergency_not_allowed", "rule sre-prod has no break-glass")
+            return httpx.Response(201, json={**self.grant(body), "emergency": True})
+        if self.approvals_needed <= 0:
+            return httpx.Response(201, json=self.grant(body))
+        self.pending = {"body": body, "status": "PENDING_APPROVAL", "approvals": []}
+        self.pending["status_reason"] = None
+        return httpx.Response(202, json=self.view())
+
+    def view(self) -> dict[str, Any]:
+        assert self.pending is not None
+        state = self.pending
+        if state["status"] == "GRANTED":
+            answer = self.grant(state["body"])
+        else:
+            answer = {**self.grant(state["body"]), "status": state["status"]}
+            for key in ("certificate", "bastion_certificate", "serial", "bastion_serial"):
+                answer[key] = None
+            answer.update(receipt=None, ssh_command=None, valid_after=None, valid_before=None)
+        answer["status_reason"] = state["status_reason"]
+        answer["reason"] = state["body"]["reason"]
+        answer["approval"] = {
+            "needed": self.approvals_needed,
+            "approvals": [
+                {"username": u, "time": "2030-01-01T00:00:00Z", "comment": c}
+                for u, c in state["approvals"]
+            ],
+            "approver_groups": list(self.approver_groups),
+            "expires_at": "2030-01-01T14:32:00Z",
+        }
+        return answer
+
+    def act(self, verb: str, user: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """What Even does for `user` calling POST …/{verb}: the contract's checks, in order."""
+        if self.pending is None:
+            return problem(404, "not_found", "no such request")
+        state, body = self.pending, body or {}
+        if verb == "cancel":
+            if user != "alice":
+                return problem(403, "not_requester", "only the requester may cancel")
+        elif user == "alice":
+            return problem(403, "self_approval", "you cannot approve your own request")
+        elif user not in self.approvers:
+            return problem(403, "not_an_approver", "you are not an approver for this request")
+        if verb == "review":
+            return httpx.Response(200, json={**self.view(), "verdict": body.get("verdict")})
+        if state["status"] != "PENDING_APPROVAL":
+            return problem(409, "not_pending", f"the request is {state['status']}")
+        if verb == "approve":
+            if user in [u for u, _ in state["approvals"]]:
+                return problem(409, "already_approved", "you have already approved it")
+            state["approvals"].append((user, body.get("comment")))
+            if len(state["approvals"]) >= self.approvals_needed:
+                state["status"] = "GRANTED"
+        elif verb == "deny":
+            state["status"], state["status_reason"] = (
+                "DENIED",
+                f"denied by {user}: {body['comment']}",
+            )
+        elif verb == "cancel":
+            state["status"] = "CANCELLED"
+        return httpx.Response(200, json=self.view())
+
+    def approval_route(
+        self, method: str, path: str, request: httpx.Request
+    ) -> httpx.Response | None:
+        if method == "GET" and path == "/v1/approvals":
+            pending = self.pending and self.pending["status"] == "PENDING_APPROVAL"
+            return httpx.Response(
+                200, json={"items": [self.view()] if pending else [], "next": None}
+            )
+        if method == "GET" and path == f"/v1/access-requests/{REQUEST_ID}" and self.pending:
+            self.polls += 1
+            event = self.on_poll.get(self.polls)
+            if event is not None and event[0] == "expire":
+                self.pending["status"] = "EXPIRED"  # the server's expiry job ran
+            elif event is not None:
+                self.act(event[0], event[1], {"comment": "scripted"})
+            return httpx.Response(200, json=self.view())
+        verb = path.rsplit("/", 1)[-1]
+        if method == "POST" and verb in {"approve", "deny", "cancel", "review"}:
+            body = json.loads(request.content) if request.content else None
+            return self.act(verb, self.caller, body)
+        return None
 
     def posted(self) -> dict[str, Any]:
         posts = [r for r in self.requests if r.method == "POST"]
@@ -143,19 +251,30 @@ class Piu:
     now: float | None = None  # None: the real clock
     tty_in: bool = False
     tty_out: bool = False
+    tty_err: bool = False
     sleeps: list[float] = field(default_factory=list)
     execs: list[tuple[str, list[str]]] = field(default_factory=list)
     opened: list[str] = field(default_factory=list)
+    interrupt_after_sleeps: int | None = None  # Ctrl-C during the n-th sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if (
+            self.interrupt_after_sleeps is not None
+            and len(self.sleeps) >= self.interrupt_after_sleeps
+        ):
+            raise KeyboardInterrupt
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
         runtime = Runtime(
             transport=self.fake.transport(),
             idp_transport=self.idp.transport() if self.idp else None,
-            sleep=self.sleeps.append,
+            sleep=self.sleep,
             clock=self.clock,
             execvp=lambda file, argv: self.execs.append((file, argv)),
             stdin_isatty=lambda: self.tty_in,
             stdout_isatty=lambda: self.tty_out,
+            stderr_isatty=lambda: self.tty_err,
             open_browser=lambda url: self.opened.append(url) is None,
         )
         return CliRunner().invoke(cli, list(args), obj=runtime, input=input)
