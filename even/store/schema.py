@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from audit import store as audit_store
+from even.store import outbox_tables as _outbox  # noqa: F401  (registers the outbox table)
 from even.store import tables as _tables  # noqa: F401  (registers the SQLModel tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -40,10 +41,12 @@ APP_GRANTS: dict[str, str] = {
     "idempotency_keys": "SELECT, INSERT, UPDATE, DELETE",
     "ca_keys": "SELECT, INSERT, UPDATE",
     "user_keys": "SELECT, INSERT, UPDATE, DELETE",
+    # Deliveries progress (attempts, status); rows are kept as the delivery history.
+    "notification_outbox": "SELECT, INSERT, UPDATE",
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).
-APP_SEQUENCES = (("certificate_serials", "serial"),)
+APP_SEQUENCES = (("certificate_serials", "serial"), ("notification_outbox", "id"))
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
