@@ -71,6 +71,7 @@ class Deliverer:
         clock: Clock,
         rng: random.Random | None = None,
         client: httpx.Client | None = None,
+        timeout_seconds: float = TIMEOUT_SECONDS,
     ) -> None:
         self._engine = engine
         self._subscriptions = {s.name: s for s in subscriptions}
@@ -80,7 +81,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self._client = client or httpx.Client(
-            timeout=httpx.Timeout(TIMEOUT_SECONDS), follow_redirects=False
+            timeout=httpx.Timeout(timeout_seconds), follow_redirects=False
         )
 
     def close(self) -> None:
