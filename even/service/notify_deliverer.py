@@ -35,7 +35,7 @@ from even.config import Settings
 from even.errors import StoreUnavailable
 from even.notify.settings import NotificationSettings, read_secret
 from even.store import outbox_tables as outbox
-from even.store.db import read_only, transaction, try_job_lock
+from even.store.db import make_engine, read_only, transaction, try_job_lock
 
 log = logging.getLogger("even.notify")
 
@@ -161,6 +161,26 @@ def load_secrets(settings: Settings) -> dict[str, bytes | None]:
     }
 
 
+def start_deliverer(settings: Settings, engine: Engine, clock: Clock) -> DelivererThread | None:
+    """Start the deliverer thread when notifications are configured (None otherwise).
+
+    Its own engine, not `engine` itself: the deliverer's connections then never compete
+    with requests for the request pool, and disposing of it cannot disturb the app's.
+    """
+    if not settings.notifications:
+        return None
+    own = make_engine(str(engine.url.render_as_string(hide_password=False)))
+    deliverer = Deliverer(
+        engine=own,
+        subscriptions=list(settings.notifications),
+        secrets=load_secrets(settings),
+        clock=clock,
+    )
+    thread = DelivererThread(deliverer, on_stop=own.dispose)
+    thread.start()
+    return thread
+
+
 def delivery_counts(engine: Engine) -> dict[str, int]:
     """Outbox rows per status (pending, delivered, failed), for metrics."""
     with read_only(engine) as conn:
@@ -176,8 +196,10 @@ class DelivererThread:
         *,
         idle_seconds: float = IDLE_SECONDS,
         wait: Callable[[threading.Event, float], bool] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self._deliverer = deliverer
+        self._on_stop = on_stop
         self._idle = idle_seconds
         self._stop = threading.Event()
         self._wait = wait or (lambda event, seconds: event.wait(seconds))
@@ -190,6 +212,8 @@ class DelivererThread:
         self._stop.set()
         self._thread.join(timeout)
         self._deliverer.close()
+        if self._on_stop is not None:
+            self._on_stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from audit.export import jsonl_lines
-from even.clock import FixedClock
+from even.clock import FixedClock, SystemClock
+from even.config import Settings
 from even.notify.outbox import entries_for_record
 from even.notify.settings import NotificationSettings
 from even.service.notify_deliverer import (
@@ -34,6 +35,7 @@ from even.service.notify_deliverer import (
     Deliverer,
     DelivererThread,
     delivery_counts,
+    start_deliverer,
 )
 from even.store import outbox_tables as outbox
 from even.store.db import make_engine, read_only, transaction
@@ -314,3 +316,26 @@ def test_concurrent_deliverers_deliver_each_row_once(engine: Engine, receiver: R
     assert len(receiver.ids()) == 25
     assert set(receiver.ids().values()) == {1}
     assert delivery_counts(engine) == {"pending": 0, "delivered": 25, "failed": 0}
+
+
+def test_start_deliverer_runs_in_its_own_thread_until_stopped(
+    tmp_path: Path, engine: Engine, receiver: Receiver
+) -> None:
+    (tmp_path / "secret").write_text(SECRET)
+    sub = _sub(receiver.url, ["access.granted"])
+    settings = Settings(config_dir=str(tmp_path), notifications=[sub])
+    assert start_deliverer(Settings(config_dir=str(tmp_path)), engine, SystemClock()) is None
+    thread = start_deliverer(settings, engine, SystemClock())
+    assert thread is not None
+    try:
+        _record(engine, [sub], datetime.now(UTC))
+        done = threading.Event()
+        for _ in range(500):
+            if delivery_counts(engine)["delivered"] == 1:
+                done.set()
+                break
+            done.wait(0.02)
+    finally:
+        thread.stop()
+    assert done.is_set()
+    assert [r.verified for r in receiver.received] == [True]
