@@ -11,9 +11,10 @@ Invariants:
 - At least once, with a stable `webhook-id`: a crash between the POST and its outcome retries
   the row after its lease with the same id, so receivers deduplicate by `webhook-id`.
 - Each POST: 5 s timeout per network step, redirects not followed (a 3xx is a failure),
-  signed per Standard Webhooks over the exact stored body. 2xx → delivered; anything else →
-  retried after `backoff(attempts)` (≈1 s doubling to at most 1 h, ±25 % jitter), until 24 h
-  after the row was written, then `failed`.
+  signed per Standard Webhooks over the exact stored body; the answer's body is never read.
+  A batch's POSTs run in parallel, so one hanging receiver does not hold up the others.
+  2xx → delivered; anything else → retried after `backoff(attempts)` (≈1 s doubling to at
+  most 1 h, ±25 % jitter), until 24 h after the row was written, then `failed`.
 - Errors recorded are reason names ("http 500", "timeout", "redirect 302"): never the URL
   (it may hold a token, e.g. Slack's), a header or the receiver's body.
 """
@@ -24,6 +25,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -46,8 +48,9 @@ MAX_DELAY_SECONDS = 3600.0
 JITTER = 0.25  # each delay is scaled by a factor in [1 - JITTER, 1 + JITTER]
 GIVE_UP_AFTER = timedelta(hours=24)
 BATCH = 10
-# A batch's POSTs run one after another, each bounded by the timeout (per connect/read/write
-# step): the lease outlasts a whole batch of hanging receivers with room to spare.
+# A batch's POSTs run in parallel, each bounded by the timeout per connect/write/read step:
+# the lease outlasts a batch of hanging receivers with room to spare, even if they had to
+# wait for each other.
 LEASE = timedelta(seconds=BATCH * TIMEOUT_SECONDS * 4 + 30)
 IDLE_SECONDS = 1.0  # how long the thread rests when nothing was due
 USER_AGENT = "even-webhooks/1"
@@ -80,11 +83,13 @@ class Deliverer:
         }
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
+        self._pool = ThreadPoolExecutor(max_workers=BATCH, thread_name_prefix="even-notify-post")
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(timeout_seconds), follow_redirects=False
         )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._client.close()
 
     def run_once(self) -> int:
@@ -94,10 +99,19 @@ class Deliverer:
             if not try_job_lock(conn, JOB_NAME):
                 return 0
             rows = outbox.claim_due(conn, now=now, lease_until=now + LEASE, limit=BATCH)
-        for row in rows:
-            error = self._post(row)
-            self._record(row, error)
+        # In parallel: one hanging receiver must not hold up the others' notifications.
+        outcomes = self._pool.map(self._deliver, rows)
+        failures = [exc for exc in outcomes if exc is not None]
+        if failures:
+            raise failures[0]  # the rest stay leased and are retried after the lease
         return len(rows)
+
+    def _deliver(self, row: outbox.OutboxRow) -> Exception | None:
+        try:
+            self._record(row, self._post(row))
+        except Exception as exc:  # reported by run_once, after every row had its turn
+            return exc
+        return None
 
     def _post(self, row: outbox.OutboxRow) -> str | None:
         """POST one row; None on success, else a reason name safe to store and log."""
@@ -115,18 +129,22 @@ class Deliverer:
         if signer is not None:
             headers["webhook-signature"] = signer.sign(row.webhook_id, sent_at, row.body)
         try:
-            response = self._client.post(subscription.url, content=row.body, headers=headers)
+            # Streamed and never read: the receiver's body (any size) is not ours to load.
+            with self._client.stream(
+                "POST", subscription.url, content=row.body, headers=headers
+            ) as response:
+                status = response.status_code
         except httpx.TimeoutException:
             return "timeout"
         except httpx.HTTPError as exc:
             # The class names the failure (ConnectError, RemoteProtocolError…); its message
             # may quote the URL, so it is not kept.
             return f"transport error {type(exc).__name__}"
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        if 300 <= response.status_code < 400:
-            return f"redirect {response.status_code} (not followed)"
-        return f"http {response.status_code}"
+        if 300 <= status < 400:
+            return f"redirect {status} (not followed)"
+        return f"http {status}"
 
     def _record(self, row: outbox.OutboxRow, error: str | None) -> None:
         now = self._clock.now()

@@ -31,6 +31,7 @@ from even.notify.outbox import entries_for_record
 from even.notify.settings import NotificationSettings
 from even.service.notify_deliverer import (
     GIVE_UP_AFTER,
+    LEASE,
     MAX_DELAY_SECONDS,
     Deliverer,
     DelivererThread,
@@ -339,3 +340,67 @@ def test_start_deliverer_runs_in_its_own_thread_until_stopped(
         thread.stop()
     assert done.is_set()
     assert [r.verified for r in receiver.received] == [True]
+
+
+def test_rows_of_a_deliverer_that_died_mid_batch_are_sent_again_with_the_same_id(
+    engine: Engine, receiver: Receiver
+) -> None:
+    clock = _now()
+    subs = [_sub(receiver.url, ["access.granted"])]
+    _record(engine, subs, clock.now())
+    (row,) = _rows(engine)
+    # A deliverer claimed the row (and perhaps posted it), then was killed before recording.
+    with transaction(engine) as conn:
+        (claimed,) = outbox.claim_due(
+            conn, now=clock.now(), lease_until=clock.now() + LEASE, limit=10
+        )
+    assert claimed.webhook_id == row.webhook_id
+    deliverer = _deliverer(engine, subs, clock)
+    assert deliverer.run_once() == 0  # leased: nobody else posts it meanwhile
+    clock.moment += LEASE
+    assert deliverer.run_once() == 1
+    assert receiver.ids() == {row.webhook_id: 1}
+    (after,) = _rows(engine)
+    assert (after.status, after.attempts) == ("delivered", 2)
+
+
+def test_one_hanging_receiver_does_not_hold_up_another(engine: Engine, receiver: Receiver) -> None:
+    stuck = Receiver(secret=SECRET, hang_first=10**6, hang_seconds=30).start()
+    try:
+        clock = _now()
+        subs = [
+            _sub(stuck.url, ["access.granted"], name="stuck"),
+            _sub(receiver.url, ["access.granted"]),
+        ]
+        for _ in range(3):
+            _record(engine, subs, clock.now())
+        deliverer = _deliverer(engine, subs, clock, timeout_seconds=1.0)
+        posted = threading.Thread(target=deliverer.run_once)
+        posted.start()
+        # The healthy receiver has all three while the stuck one still holds its requests.
+        for _ in range(400):
+            if len(receiver.accepted()) == 3:
+                break
+            threading.Event().wait(0.005)
+        assert len(receiver.accepted()) == 3
+        assert posted.is_alive()
+        posted.join(10)
+        errors = {r.subscription: r.last_error for r in _rows(engine)}
+        assert errors == {"stuck": "timeout", "security": None}
+    finally:
+        stuck.stop()
+
+
+def test_the_answer_body_is_not_read(engine: Engine) -> None:
+    chatty = Receiver(secret=SECRET, stall_body=True).start()
+    try:
+        clock = _now()
+        subs = [_sub(chatty.url, ["access.granted"])]
+        _record(engine, subs, clock.now())
+        deliverer = _deliverer(engine, subs, clock, timeout_seconds=1.0)
+        assert deliverer.run_once() == 1
+        deliverer.close()
+        # Reading the announced gigabyte would have ended in a timeout instead.
+        assert (_rows(engine)[0].status, _rows(engine)[0].last_error) == ("delivered", None)
+    finally:
+        chatty.stop()

@@ -32,6 +32,8 @@ class Receiver:
     hang_seconds: float = 0.0
     hang_first: int = 0
     redirect_to: str | None = None
+    # Answer 2xx with a body announced as huge that never comes (a client reading it hangs).
+    stall_body: bool = False
     # Verify against the signature alone, not the package's ±5 min window around the real
     # clock (for tests that move the deliverer's injected clock by hours).
     ignore_timestamp_window: bool = False
@@ -53,6 +55,13 @@ class Receiver:
                 self.send_response(status)
                 if receiver.redirect_to is not None and 300 <= status < 400:
                     self.send_header("location", receiver.redirect_to)
+                if receiver.stall_body:
+                    self.send_header("content-length", str(10**9))
+                    self.end_headers()
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    receiver.release.wait(30)
+                    return
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -88,7 +97,7 @@ class Receiver:
             elif index < self.fail_first:
                 status = self.fail_status
             else:
-                status = 204
+                status = 200 if self.stall_body else 204  # a 204 has no body to stall
             lowered = {k.lower(): v for k, v in headers.items()}
             self.received.append(Received(lowered, body, verified, status))
         return status
