@@ -179,22 +179,22 @@ def load_secrets(settings: Settings) -> dict[str, bytes | None]:
     }
 
 
-def start_deliverer(settings: Settings, engine: Engine, clock: Clock) -> DelivererThread | None:
+def start_deliverer(settings: Settings, clock: Clock) -> DelivererThread | None:
     """Start the deliverer thread when notifications are configured (None otherwise).
 
-    Its own engine, not `engine` itself: the deliverer's connections then never compete
-    with requests for the request pool, and disposing of it cannot disturb the app's.
+    It gets its own engine on `database_url`: its connections never compete with requests
+    for the request pool, and stopping it disposes of only its own.
     """
     if not settings.notifications:
         return None
-    own = make_engine(str(engine.url.render_as_string(hide_password=False)))
+    engine = make_engine(settings.resolved_database_url)
     deliverer = Deliverer(
-        engine=own,
+        engine=engine,
         subscriptions=list(settings.notifications),
         secrets=load_secrets(settings),
         clock=clock,
     )
-    thread = DelivererThread(deliverer, on_stop=own.dispose)
+    thread = DelivererThread(deliverer, on_stop=engine.dispose)
     thread.start()
     return thread
 

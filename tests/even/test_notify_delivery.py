@@ -324,9 +324,10 @@ def test_start_deliverer_runs_in_its_own_thread_until_stopped(
 ) -> None:
     (tmp_path / "secret").write_text(SECRET)
     sub = _sub(receiver.url, ["access.granted"])
+    # The default database_url, sqlite:///even.db, is the `engine` fixture's file.
     settings = Settings(config_dir=str(tmp_path), notifications=[sub])
-    assert start_deliverer(Settings(config_dir=str(tmp_path)), engine, SystemClock()) is None
-    thread = start_deliverer(settings, engine, SystemClock())
+    assert start_deliverer(Settings(config_dir=str(tmp_path)), SystemClock()) is None
+    thread = start_deliverer(settings, SystemClock())
     assert thread is not None
     try:
         _record(engine, [sub], datetime.now(UTC))
