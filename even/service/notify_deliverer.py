@@ -95,6 +95,9 @@ class Deliverer:
     def run_once(self) -> int:
         """Deliver what is due now; returns how many rows were tried."""
         now = self._clock.now()
+        with read_only(self._engine) as conn:
+            if not outbox.any_due(conn, now):
+                return 0
         with transaction(self._engine) as conn:
             if not try_job_lock(conn, JOB_NAME):
                 return 0
@@ -200,9 +203,9 @@ def start_deliverer(settings: Settings, clock: Clock) -> DelivererThread | None:
 
 
 def delivery_counts(engine: Engine) -> dict[str, int]:
-    """Outbox rows per status (pending, delivered, failed), for metrics."""
+    """Outbox rows per status (pending, delivered, failed)."""
     with read_only(engine) as conn:
-        return outbox.outbox_counts(conn)
+        return outbox.outbox_counts(conn, outbox.STATUSES)
 
 
 class DelivererThread:

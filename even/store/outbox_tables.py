@@ -162,10 +162,31 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
     conn.execute(_pending(row_id).values(status="failed", last_error=error[:255]))
 
 
-def outbox_counts(conn: Connection) -> dict[str, int]:
-    """Rows per status, every status present (0 when none): for the metrics endpoint."""
-    counts = dict.fromkeys(STATUSES, 0)
-    rows = conn.execute(select(_outbox.c.status, func.count()).group_by(_outbox.c.status)).all()
+def any_due(conn: Connection, now: datetime) -> bool:
+    """Whether a pending row is due (a cheap read, so an idle deliverer takes no write lock)."""
+    query = (
+        select(_outbox.c.id)
+        .where(_outbox.c.status == "pending")
+        .where(_outbox.c.next_attempt_at <= stamp(now))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def outbox_counts(
+    conn: Connection, statuses: tuple[str, ...] = ("pending", "failed")
+) -> dict[str, int]:
+    """Rows per status, each asked-for status present (0 when none): for the metrics endpoint.
+
+    By default the two that matter for alerting; `delivered` grows with the history, so it is
+    counted only when asked for.
+    """
+    counts = dict.fromkeys(statuses, 0)
+    rows = conn.execute(
+        select(_outbox.c.status, func.count())
+        .where(_outbox.c.status.in_(statuses))
+        .group_by(_outbox.c.status)
+    ).all()
     for status, count in rows:
         counts[str(status)] = int(count)
     return counts

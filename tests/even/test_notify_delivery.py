@@ -405,3 +405,13 @@ def test_the_answer_body_is_not_read(engine: Engine) -> None:
         assert (_rows(engine)[0].status, _rows(engine)[0].last_error) == ("delivered", None)
     finally:
         chatty.stop()
+
+
+def test_an_idle_round_takes_no_write_lock(engine: Engine, receiver: Receiver) -> None:
+    clock = _now()
+    subs = [_sub(receiver.url, ["access.granted"])]
+    deliverer = _deliverer(engine, subs, clock)
+    # A writer (a grant, say) holds the write lock: an idle round must not queue behind it.
+    with transaction(engine):
+        assert deliverer.run_once() == 0
+    deliverer.close()

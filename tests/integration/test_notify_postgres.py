@@ -137,6 +137,10 @@ def test_the_outbox_row_rolls_back_with_its_audit_record(postgres: PostgresClust
             raise RuntimeError("the grant failed after both writes")
         with read_only(engine) as conn:
             assert audit_store.head(conn)[0] == 0
-            assert outbox.outbox_counts(conn) == {"pending": 0, "delivered": 0, "failed": 0}
+            assert outbox.outbox_counts(conn, outbox.STATUSES) == {
+                "pending": 0,
+                "delivered": 0,
+                "failed": 0,
+            }
     finally:
         engine.dispose()
