@@ -106,7 +106,7 @@ class Deliverer:
         outcomes = self._pool.map(self._deliver, rows)
         failures = [exc for exc in outcomes if exc is not None]
         if failures:
-            raise failures[0]  # the rest stay leased and are retried after the lease
+            raise failures[0]  # those rows stay leased and are tried again after the lease
         return len(rows)
 
     def _deliver(self, row: outbox.OutboxRow) -> Exception | None:
