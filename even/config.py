@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from even.errors import ConfigError
+from even.notify.settings import (
+    InvalidSecret,
+    NotificationSettings,
+    check_subscriptions,
+    read_secret,
+)
 
 
 class _Strict(BaseModel):
@@ -136,8 +142,15 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[str] = []
+    notifications: list[NotificationSettings] = []
     docs_enabled: bool = False
     config_dir: str = "."
+
+    @field_validator("notifications")
+    @classmethod
+    def _unique_notifications(cls, value: list[NotificationSettings]) -> list[NotificationSettings]:
+        check_subscriptions(value)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -197,4 +210,17 @@ def load_settings(config_file: Path | str, **overrides: Any) -> Settings:
             settings = settings.model_copy(update=overrides)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    check_notification_secrets(settings)
     return settings
+
+
+def check_notification_secrets(settings: Settings) -> None:
+    """Every configured webhook secret file is readable and a valid key (at load, not at the
+    first delivery, so a typo stops `even serve` instead of silently dropping notifications)."""
+    for item in settings.notifications:
+        if item.secret_file is None:
+            continue
+        try:
+            read_secret(settings.path(item.secret_file))
+        except InvalidSecret as exc:
+            raise ConfigError(f"notification {item.name!r}: secret_file {exc}") from exc

@@ -21,7 +21,16 @@ from even.affinity import pin_if_asked
 from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
-from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
+from even.api.routes import (
+    access,
+    audit,
+    classic,
+    dev_issuer,
+    keys,
+    meta,
+    notifications,
+    trust,
+)
 from even.clock import Clock
 from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
@@ -96,6 +105,7 @@ def create_app(
     app.include_router(trust.router)
     app.include_router(keys.router)
     app.include_router(classic.router)
+    app.include_router(notifications.router)
     app.include_router(dev_issuer.router)
     return app
 

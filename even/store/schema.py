@@ -25,6 +25,7 @@ from sqlmodel import SQLModel
 
 from audit import store as audit_store
 from even.store import approval_tables as _approval_tables  # noqa: F401  (registers them too)
+from even.store import outbox_tables as _outbox  # noqa: F401  (registers the outbox table)
 from even.store import tables as _tables  # noqa: F401  (registers the SQLModel tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -44,10 +45,12 @@ APP_GRANTS: dict[str, str] = {
     # An approval, once given, is never changed or withdrawn (deny instead); states move on.
     "approvals": "SELECT, INSERT",
     "approval_states": "SELECT, INSERT, UPDATE",
+    # Deliveries progress (attempts, status); rows are kept as the delivery history.
+    "notification_outbox": "SELECT, INSERT, UPDATE",
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).
-APP_SEQUENCES = (("certificate_serials", "serial"),)
+APP_SEQUENCES = (("certificate_serials", "serial"), ("notification_outbox", "id"))
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
