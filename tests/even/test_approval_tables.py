@@ -19,10 +19,10 @@ INSERT = (
 )
 
 
-def test_head_is_0003_and_an_approver_counts_once(tmp_path: Path) -> None:
+def test_an_approver_counts_once(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'even.db'}")
     try:
-        assert upgrade(engine) == head_revision() == "0003"
+        assert upgrade(engine) == head_revision()
         with engine.begin() as conn:
             conn.execute(text(INSERT), {"request_id": "r1", "approver": "carol"})
             conn.execute(text(INSERT), {"request_id": "r1", "approver": "dave"})
@@ -40,7 +40,7 @@ def test_0003_goes_down_and_up(tmp_path: Path) -> None:
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0002")
         assert not {"approvals", "approval_states"} & set(inspect(engine).get_table_names())
-        assert upgrade(engine) == "0003"
+        assert upgrade(engine) == head_revision()
         assert {"approvals", "approval_states"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
