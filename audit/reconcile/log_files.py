@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ MAX_LINE = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _NEEDLE = b"Accepted "
 _JOURNAL_BYTES = b'"MESSAGE":['
+_LOGIN_TEXT = re.compile(rb"Accepted \S+ for ")
 
 
 class LogReadError(Exception):
@@ -170,11 +172,15 @@ def _login(
     try:
         framed = _frame(raw, journal, reference, zone)
     except UnreadableLine as exc:
-        # Only a line that reads as an sshd acceptance is worth reporting as unreadable.
-        if b"sshd" in raw and b"Accepted " in raw:
-            return LoginLine(name, number, None, None, f"line not understood: {exc}")
+        framed, problem = None, str(exc)
+    else:
+        problem = "no syslog framing"
+    if framed is None:
+        # Only a line that reads as an sshd login is worth reporting as unreadable.
+        if b"sshd" in raw and _LOGIN_TEXT.search(raw):
+            return LoginLine(name, number, None, None, f"line not understood: {problem}")
         return None
-    if framed is None or not is_sshd(framed.program):
+    if not is_sshd(framed.program):
         return None
     try:
         accepted = parse_accepted(framed.message)
