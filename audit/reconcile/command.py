@@ -99,7 +99,12 @@ def reconcile(
     reference = _reference(log_end)
     keys = _load_keys(key_files)
     verdict, index = _verify_and_index(export, keys)
-    report = Report(click.echo, json_lines=output_format == "json")
+    out = sys.stdout
+
+    def write(line: str) -> None:
+        out.write(line + "\n")  # not click.echo: it flushes every line
+
+    report = Report(write, json_lines=output_format == "json")
     lines = 0
     try:
         for path in log_files:

@@ -37,11 +37,13 @@ class Grant:
     mode: str
     valid_after: float
     valid_before: float
+    window_text: tuple[str, str]  # valid_after and valid_before as the record wrote them
     key_id: str | None = None
     serial: int | None = None
     fingerprint: str | None = None
     ca_fingerprint: str | None = None
     revoked_at: float | None = None
+    revoked_text: str | None = None
     used: bool = False
 
 
@@ -73,8 +75,9 @@ class GrantsIndex:
         details = record.get("details")
         if not isinstance(details, dict):
             return
-        after = _epoch(details.get("valid_after")) or _epoch(record.get("time"))
-        before = _epoch(details.get("valid_before"))
+        after_text = details.get("valid_after") or record.get("time")
+        before_text = details.get("valid_before")
+        after, before = _epoch(after_text), _epoch(before_text)
         if after is None or before is None:
             return  # a grant without a window explains nothing
         mode = "push" if details.get("mode") == "push" else "certificate"
@@ -88,6 +91,7 @@ class GrantsIndex:
             mode=mode,
             valid_after=after,
             valid_before=before,
+            window_text=(str(after_text), str(before_text)),
             key_id=_str(details.get("key_id")),
             serial=_int(details.get("serial")),
             fingerprint=_str(details.get("fingerprint")),
@@ -140,6 +144,7 @@ class GrantsIndex:
         for grant in self.by_request.get(request_id, ()):
             if grant.revoked_at is None or when < grant.revoked_at:
                 grant.revoked_at = when
+                grant.revoked_text = str(record.get("time"))
 
     def unused(self) -> Iterator[Grant]:
         return (grant for grant in self.grants if not grant.used)

@@ -146,6 +146,10 @@ def _candidates(
         counted = start
         end = block.find(b"\n", start)
         raw = block[start : end if end != -1 else len(block)][:MAX_LINE]
+        # Most `Accepted ` lines at LogLevel VERBOSE are `Accepted key …` or `Accepted
+        # certificate ID …` steps: one byte-level search keeps them out of the parsers.
+        if _LOGIN_TEXT.search(raw) is None and not (journal and _JOURNAL_BYTES in raw):
+            continue
         found = _login(raw, name, number + 1, journal, reference, zone)
         if found is not None:
             stats.logins += 1

@@ -98,8 +98,8 @@ class Report:
                     escape_text(grant.username),
                     target,
                     grant.mode,
-                    _iso(grant.valid_after),
-                    _iso(grant.valid_before),
+                    escape_text(grant.window_text[0]),
+                    escape_text(grant.window_text[1]),
                 )
             )
         )
@@ -169,9 +169,9 @@ def _grant_object(grant: Grant) -> dict[str, Any]:
         "key_id": grant.key_id,
         "serial": grant.serial,
         "fingerprint": grant.fingerprint,
-        "valid_after": _iso(grant.valid_after),
-        "valid_before": _iso(grant.valid_before),
-        "revoked_at": _iso(grant.revoked_at) if grant.revoked_at is not None else None,
+        "valid_after": grant.window_text[0],
+        "valid_before": grant.window_text[1],
+        "revoked_at": grant.revoked_text,
     }
 
 

@@ -139,12 +139,13 @@ def frame_syslog(line: str, reference: datetime, zone: tzinfo) -> Framed | None:
     that puts them no later than `reference` + YEAR_LEEWAY (a log is read after it was
     written, and a file that crosses New Year keeps December in the year before).
     """
-    found = _RFC5424.match(line)
+    first = line[:1]
+    found = _RFC5424.match(line) if first == "<" else None
     if found is not None:
         stamp, host, app, _procid, message = found.groups()
         when, precision = _iso_time(stamp)
         return Framed(when, precision, _nil(host), app, message)
-    found = _ISO.match(line)
+    found = _ISO.match(line) if first == "<" or first.isdigit() else None
     if found is not None:
         stamp, rest = found.groups()
         when, precision = _iso_time(stamp)
@@ -156,8 +157,8 @@ def frame_syslog(line: str, reference: datetime, zone: tzinfo) -> Framed | None:
     month = _MONTHS.get(month_name)
     if month is None:
         return None
-    moment = _place_year(month, int(day), int(hour), int(minute), int(second), reference, zone)
-    return _with_tag(moment.timestamp(), 1.0, rest)
+    when = _place_year(month, int(day), int(hour), int(minute), int(second), reference, zone)
+    return _with_tag(when, 1.0, rest)
 
 
 def frame_journal(entry: Any) -> Framed | None:
@@ -211,7 +212,36 @@ def _iso_time(stamp: str) -> tuple[float, float]:
 
 def _place_year(
     month: int, day: int, hour: int, minute: int, second: int, reference: datetime, zone: tzinfo
-) -> datetime:
+) -> float:
+    """Epoch seconds of the stamp, in the latest year not after `reference` + leeway."""
+    key = (month, day, hour, minute, reference, zone)
+    start = _MINUTES.get(key)
+    if start is None:
+        start = _minute_start(month, day, hour, minute, reference, zone)
+        if len(_MINUTES) >= _MINUTES_MAX:
+            _MINUTES.clear()
+        _MINUTES[key] = start
+    moment = start + second
+    if moment > (reference + YEAR_LEEWAY).timestamp():  # only within the reference minute
+        return _minute_start(month, day, hour, minute, reference, zone, second) + second
+    return moment
+
+
+# A log holds long runs of lines from the same minute: the year and zone arithmetic is done
+# once per minute (zone offsets change on whole minutes). Bounded, so memory stays flat.
+_MINUTES: dict[tuple[int, int, int, int, datetime, tzinfo], float] = {}
+_MINUTES_MAX = 4096
+
+
+def _minute_start(
+    month: int,
+    day: int,
+    hour: int,
+    minute: int,
+    reference: datetime,
+    zone: tzinfo,
+    second: int = 0,
+) -> float:
     latest = reference + YEAR_LEEWAY
     # Up to 8 years back: enough to reach a 29 February from any reference.
     for year in range(latest.year, latest.year - 8, -1):
@@ -220,7 +250,7 @@ def _place_year(
         except ValueError:
             continue  # 29 February in a common year, or 31 April
         if moment <= latest:
-            return moment
+            return moment.replace(second=0).timestamp()
     raise UnreadableLine(f"no year has {month:02d}-{day:02d}")
 
 
