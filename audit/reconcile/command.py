@@ -12,6 +12,7 @@ could not be read, which is counted as unexplained: an unread login is not a jus
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
@@ -116,10 +117,22 @@ def reconcile(
         _fail(str(exc))
     except HostUnknown as exc:
         _fail(str(exc))
-    for grant in index.unused():
-        report.unused_grant(grant)
-    report.summary(export=verdict, lines=lines, grants=len(index.grants), files=len(log_files))
+    except BrokenPipeError:
+        _closed_output()
+    try:
+        for grant in index.unused():
+            report.unused_grant(grant)
+        report.summary(export=verdict, lines=lines, grants=len(index.grants), files=len(log_files))
+        out.flush()
+    except BrokenPipeError:
+        _closed_output()
     sys.exit(0 if report.all_explained() else 1)
+
+
+def _closed_output() -> NoReturn:
+    # The reader went away (`| head`): the report is incomplete, so no verdict either way.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(2)
 
 
 def _one(report: Report, found: LoginLine, host: str | None, index: GrantsIndex) -> None:

@@ -29,7 +29,6 @@ _MARKERS = (b"access.granted", b"access.revoked")
 @dataclass(slots=True, eq=False)
 class Grant:
     seq: int
-    time: str
     request_id: str | None
     username: str | None
     login: str | None
@@ -63,6 +62,7 @@ class GrantsIndex:
     by_request: dict[str, list[Grant]] = field(default_factory=dict)
     ca_fingerprints: set[str] = field(default_factory=set)
     grants: list[Grant] = field(default_factory=list)
+    _strings: dict[str, str] = field(default_factory=dict, repr=False)
 
     def add_record(self, record: dict[str, Any]) -> None:
         kind = record.get("type")
@@ -83,19 +83,18 @@ class GrantsIndex:
         mode = "push" if details.get("mode") == "push" else "certificate"
         grant = Grant(
             seq=_int(record.get("seq")) or 0,
-            time=str(record.get("time")),
             request_id=_str(record.get("request_id")),
-            username=_str(record.get("username")),
-            login=_str(record.get("login")),
-            hostname=_str(record.get("hostname")),
+            username=self._shared(record.get("username")),
+            login=self._shared(record.get("login")),
+            hostname=self._shared(record.get("hostname")),
             mode=mode,
             valid_after=after,
             valid_before=before,
-            window_text=(str(after_text), str(before_text)),
+            window_text=(str(after_text), str(before_text)),  # kept as written, for the report
             key_id=_str(details.get("key_id")),
             serial=_int(details.get("serial")),
             fingerprint=_str(details.get("fingerprint")),
-            ca_fingerprint=_str(details.get("ca_fingerprint")),
+            ca_fingerprint=self._shared(details.get("ca_fingerprint")),
         )
         self.grants.append(grant)
         if grant.request_id is not None:
@@ -145,6 +144,13 @@ class GrantsIndex:
             if grant.revoked_at is None or when < grant.revoked_at:
                 grant.revoked_at = when
                 grant.revoked_text = str(record.get("time"))
+
+    def _shared(self, value: object) -> str | None:
+        # Users, logins, hosts and CAs repeat across grants: one string each, not one per
+        # grant (the index is the only thing this command holds in memory).
+        if not isinstance(value, str):
+            return None
+        return self._strings.setdefault(value, value)
 
     def unused(self) -> Iterator[Grant]:
         return (grant for grant in self.grants if not grant.used)

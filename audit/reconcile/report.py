@@ -56,7 +56,7 @@ class Report:
             self._write_json(_login_object(verdict, accepted, time, host, file, line))
             return
         if not self._header_written:
-            self._write("TIME  HOST  USER  METHOD  SOURCE  KEY  CLASS  GRANT  REASON  WHERE")
+            self._write("CLASS  TIME  HOST  USER  METHOD  SOURCE  KEY  GRANT  REASON  WHERE")
             self._header_written = True
         key = "-"
         if accepted is not None and accepted.key_id is not None:
@@ -66,13 +66,13 @@ class Report:
         self._write(
             "  ".join(
                 (
+                    verdict.cls,
                     _iso(time),
                     escape_text(host),
                     escape_text(accepted.user if accepted else None),
                     escape_text(accepted.method if accepted else None),
                     escape_text(accepted.source if accepted else None),
                     key,
-                    verdict.cls,
                     _grant_name(verdict.grant),
                     escape_text(verdict.reason or None),
                     f"{escape_text(file)}:{line}",
