@@ -286,3 +286,48 @@ def test_tampered_export_and_missing_files_exit_2(tmp_path: Path) -> None:
     corrupt = tmp_path / "bad.gz"
     corrupt.write_bytes(gzip.compress(AUTH_LOG.read_bytes())[:200])
     assert reconcile(fresh, [corrupt])[0] == 2
+
+
+def test_bastion_certificate_is_explained_on_the_bastion_as_the_requester(
+    tmp_path: Path,
+) -> None:
+    grant = cert_grant()
+    grant.details.update({"bastion": "jump-1.even.test", "bastion_serial": 8})
+    export = write_export(tmp_path, [(T0, grant)])
+    hop = (
+        CERT_LINE.replace(f" {HOST} ", " jump-1 ")
+        .replace("for piutest ", "for alice ")
+        .replace(f"ID {CERT_KEY_ID} (serial 7)", f"ID {CERT_KEY_ID}:bastion (serial 8)")
+    )
+    code, objects = reconcile(export, [write_log(tmp_path, [hop, CERT_LINE])])
+    assert [o["class"] for o in objects if o["kind"] == "login"] == ["explained", "explained"]
+    assert objects[0]["grant"]["request_id"] == objects[1]["grant"]["request_id"] == CERT_REQUEST
+    assert code == 0
+    as_target_login = hop.replace("for alice ", "for piutest ")
+    code, objects = reconcile(export, [write_log(tmp_path, [as_target_login], "b.log")])
+    assert objects[0]["class"] == "unexplained" and code == 1
+
+
+def test_rfc3164_years_across_new_year_and_29_february() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from audit.reconcile.sshd_log import frame_syslog
+
+    def year(line: str, reference: str) -> int:
+        framed = frame_syslog(line, datetime.fromisoformat(reference), UTC)
+        assert framed is not None
+        return datetime.fromtimestamp(framed.time, UTC).year
+
+    line = "Dec 31 23:59:59 h sshd[1]: x"
+    assert year(line, "2027-01-02T00:00:00+00:00") == 2026
+    assert year(line, "2026-12-31T00:00:00+00:00") == 2026  # within the one-day leeway
+    assert year("Jan  1 00:00:01 h sshd[1]: x", "2027-01-02T00:00:00+00:00") == 2027
+    assert year("Feb 29 12:00:00 h sshd[1]: x", "2027-06-01T00:00:00+00:00") == 2024
+    zoned = frame_syslog(
+        "Jul  1 12:00:00 h sshd[1]: x",
+        datetime.fromisoformat("2026-12-01T00:00:00+00:00"),
+        ZoneInfo("Europe/Paris"),
+    )
+    assert zoned is not None
+    assert datetime.fromtimestamp(zoned.time, UTC).hour == 10  # CEST is UTC+2
