@@ -331,3 +331,12 @@ def test_rfc3164_years_across_new_year_and_29_february() -> None:
     )
     assert zoned is not None
     assert datetime.fromtimestamp(zoned.time, UTC).hour == 10  # CEST is UTC+2
+
+
+def test_reconcile_imports_neither_even_nor_piu() -> None:
+    code = (
+        "import sys, audit.cli, audit.reconcile.run\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('even', 'piu')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
