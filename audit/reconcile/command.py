@@ -15,6 +15,7 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @click.command()
 @click.argument("export", type=_EXISTING)
+@click.argument("more_logs", nargs=-1, type=_EXISTING, metavar="[LOG]...")
 @click.option(
     "--public-key",
     "key_files",
@@ -27,9 +28,9 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--sshd-log",
     "log_files",
     multiple=True,
-    required=True,
     type=_EXISTING,
-    help="sshd log: syslog auth.log or `journalctl -o json` output, gzip or not. Repeatable.",
+    help="sshd log: syslog auth.log or `journalctl -o json` output, gzip or not. Repeatable; "
+    "files after the options are logs too (`--sshd-log /var/log/auth.log*`).",
 )
 @click.option(
     "--host", help="The host of log lines that name none (syslog files written without one)."
@@ -57,6 +58,7 @@ _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 def reconcile(
     export: Path,
+    more_logs: tuple[Path, ...],
     key_files: tuple[Path, ...],
     log_files: tuple[Path, ...],
     host: str | None,
@@ -70,6 +72,9 @@ def reconcile(
     used is unused. Exit 0: every login explained. Exit 1: some are not. Exit 2: usage or
     I/O error, or the export is INVALID.
     """
+    logs = (*log_files, *more_logs)
+    if not logs:
+        raise click.UsageError("name at least one sshd log: --sshd-log FILE")
     from audit.reconcile.run import run
 
-    run(export, key_files, log_files, host, output_format, log_end, zone_name)
+    run(export, key_files, logs, host, output_format, log_end, zone_name)

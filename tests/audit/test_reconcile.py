@@ -340,3 +340,17 @@ def test_reconcile_imports_neither_even_nor_piu() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_sshd_log_takes_a_glob_and_needs_at_least_one_file(tmp_path: Path) -> None:
+    export = write_export(tmp_path, [(T0, cert_grant()), (T0, push_grant())])
+    first, second = write_log(tmp_path, [CERT_LINE], "a.log"), write_log(tmp_path, [KEY_LINE])
+    args = ["reconcile", str(export.path), "--public-key", str(export.key), "-o", "json"]
+    # As a shell expands `--sshd-log /var/log/auth.log*`: the first file after the option,
+    # the others after it.
+    globbed = [*args, "--log-end", LOG_END, "--sshd-log", str(first), str(second)]
+    result = CliRunner().invoke(main, globbed)
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["files"] == 2 and summary["logins"]["explained"] == 2
+    assert result.exit_code == 0
+    assert CliRunner().invoke(main, args).exit_code == 2
