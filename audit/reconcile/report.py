@@ -26,7 +26,7 @@ import orjson
 from audit.reconcile.classify import LOGIN_CLASSES, UNUSED, Verdict
 from audit.reconcile.grants_index import Grant
 from audit.reconcile.sshd_log import Accepted
-from audit.show import escape_text
+from audit.show import escape_text as _escape_text
 
 Write = Callable[[str], None]
 
@@ -142,20 +142,38 @@ def _login_object(
     file: str,
     line: int,
 ) -> dict[str, Any]:
-    fields: dict[str, Any] = {
+    a = accepted if accepted is not None else _NOTHING
+    grant = verdict.grant
+    return {
         "kind": "login",
         "class": verdict.cls,
         "reason": verdict.reason or None,
         "time": _iso(time) if time is not None else None,
         "host": host,
+        "user": a.user,
+        "method": a.method,
+        "source": a.source,
+        "port": a.port,
+        "key_type": a.key_type,
+        "fingerprint": a.fingerprint,
+        "key_id": a.key_id,
+        "serial": a.serial,
+        "ca_key_type": a.ca_key_type,
+        "ca_fingerprint": a.ca_fingerprint,
+        "file": file,
+        "line": line,
+        "grant": _grant_object(grant) if grant is not None else None,
     }
-    names = ("user", "method", "source", "port", "key_type", "fingerprint", "key_id", "serial")
-    for name in (*names, "ca_key_type", "ca_fingerprint"):
-        fields[name] = getattr(accepted, name) if accepted is not None else None
-    fields["file"] = file
-    fields["line"] = line
-    fields["grant"] = _grant_object(verdict.grant) if verdict.grant is not None else None
-    return fields
+
+
+class _Nothing:
+    """Stands for the login of a line that could not be read: every field is null."""
+
+    user = method = source = port = key_type = fingerprint = key_id = serial = None
+    ca_key_type = ca_fingerprint = None
+
+
+_NOTHING = _Nothing()
 
 
 def _grant_object(grant: Grant) -> dict[str, Any]:
@@ -173,6 +191,13 @@ def _grant_object(grant: Grant) -> dict[str, Any]:
         "valid_before": grant.window_text[1],
         "revoked_at": grant.revoked_text,
     }
+
+
+def escape_text(value: str | None) -> str:
+    """audit.show.escape_text, skipped for the usual plain printable ASCII (the hot path)."""
+    if value is not None and value.isascii() and value.isprintable() and "\\" not in value:
+        return value
+    return _escape_text(value)
 
 
 def _grant_name(grant: Grant | None) -> str:

@@ -101,11 +101,11 @@ def parse_accepted(message: str) -> Accepted | None:
     it checks a key; those are steps, not logins. Raises UnreadableLine for an
     `Accepted METHOD for …` message whose shape is not OpenSSH's.
     """
-    if not _LOGIN_PREFIX.match(message):
-        return None
     found = _ACCEPTED.match(message)
     if found is None:
-        raise UnreadableLine("an Accepted message in an unknown format")
+        if _LOGIN_PREFIX.match(message):
+            raise UnreadableLine("an Accepted message in an unknown format")
+        return None
     method, user, source, port, info = found.groups()
     if info is None:
         return Accepted(method, user, source, int(port))
@@ -182,20 +182,13 @@ def is_sshd(program: str) -> bool:
 
 def _with_tag(when: float, precision: float, rest: str) -> Framed:
     """`HOST TAG[PID]: MSG`, or `TAG[PID]: MSG` where the writer left the host out."""
-    tagged = _TAG.match(rest)
-    if tagged is not None and _looks_like_tag(rest):
-        return Framed(when, precision, None, tagged.group(1), tagged.group(3))
     host, _, after = rest.partition(" ")
+    if host.endswith(":"):  # the first word is the tag (a host name never ends with ':')
+        host, after = "", rest
     tagged = _TAG.match(after)
     if tagged is None:
         raise UnreadableLine("a syslog line without a program tag")
-    return Framed(when, precision, host, tagged.group(1), tagged.group(3))
-
-
-def _looks_like_tag(rest: str) -> bool:
-    # The first word ends with ':' (a host never does): `sshd[12]: …` or `sshd: …`.
-    first = rest.split(" ", 1)[0]
-    return first.endswith(":")
+    return Framed(when, precision, host or None, tagged.group(1), tagged.group(3))
 
 
 def _iso_time(stamp: str) -> tuple[float, float]:
