@@ -16,6 +16,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from audit.reconcile.command import reconcile
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,6 +30,9 @@ READ_CHUNK = 1024 * 1024
 @click.version_option(package_name="even-piu")
 def main() -> None:
     """Export and inspect Even's hash-chained audit log."""
+
+
+main.add_command(reconcile)
 
 
 @main.command()

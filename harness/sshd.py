@@ -32,6 +32,7 @@ from types import TracebackType
 
 from harness.ports import free_port
 from harness.proctree import end_process_tree
+from harness.syslog import SyslogReceiver, mount_namespace_argv
 from odd.errors import UnsafePath
 from odd.install import install_principals_wrapper
 from odd.names import check_host_identity, check_login
@@ -71,6 +72,7 @@ class SshdHandle:
     wrapper_dir: Path  # root-owned temporary directory, removed by stop()
     authorized_keys_dir: Path  # AuthorizedKeysFile is <this>/%u
     krl_file: Path
+    syslog: SyslogReceiver | None = None  # set when sshd logs through syslog(3)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -103,6 +105,8 @@ class SshdHandle:
             return
         self._stopped = True
         end_process_tree(self.process, timeout=STOP_TIMEOUT)
+        if self.syslog is not None:
+            self.syslog.stop()
         shutil.rmtree(self.wrapper_dir, ignore_errors=True)
 
     def __enter__(self) -> SshdHandle:
@@ -143,12 +147,15 @@ def start_sshd(
     krl_file: Path | None = None,
     port: int | None = None,
     extra_config: Sequence[str] = (),
+    syslog: bool = False,
 ) -> SshdHandle:
     """Start sshd on 127.0.0.1 trusting `ca_file` as host `hostname`; return once it listens.
 
     `krl_file` defaults to `workdir/revoked.krl`; an empty valid KRL is created if the file is
     missing, since sshd refuses every key when its RevokedKeys file is absent. `port` defaults
     to a free one. `extra_config` lines are appended (so a `Match` block can go there).
+    With `syslog`, sshd logs through syslog(3) in its own mount namespace and the log is
+    `workdir/auth.log` in rsyslog's format (harness/syslog.py); otherwise `sshd -E`.
     """
     _require_sshd()
     check_host_identity(hostname)
@@ -160,6 +167,7 @@ def start_sshd(
     keys_dir = workdir / "authorized_keys"
     keys_dir.mkdir(exist_ok=True)
     wrapper_dir = _secure_tempdir()
+    receiver = SyslogReceiver(workdir / "auth.log", hostname) if syslog else None
     try:
         command = install_principals_wrapper(wrapper_dir, python=SYSTEM_PYTHON)
         paths = SshdPaths(
@@ -170,10 +178,12 @@ def start_sshd(
         )
         odd_lines = render_sshd_config(hostname, paths)
         process, chosen, config = _launch_listening(
-            workdir, port, host_key, odd_lines, extra_config
+            workdir, port, host_key, odd_lines, extra_config, receiver
         )
     except BaseException:
         shutil.rmtree(wrapper_dir, ignore_errors=True)
+        if receiver is not None:
+            receiver.stop()
         raise
     return SshdHandle(
         process=process,
@@ -181,12 +191,13 @@ def start_sshd(
         hostname=hostname,
         workdir=workdir,
         config_path=config,
-        log_path=workdir / "sshd.log",
+        log_path=receiver.log_path if receiver else workdir / "sshd.log",
         host_key_pub=_public_key(host_key.with_name(host_key.name + ".pub")),
         principals_command=command,
         wrapper_dir=wrapper_dir,
         authorized_keys_dir=keys_dir,
         krl_file=krl,
+        syslog=receiver,
     )
 
 
@@ -316,14 +327,19 @@ def _ensure_krl(path: Path) -> Path:
 
 
 def _launch_listening(
-    workdir: Path, port: int | None, host_key: Path, odd_lines: str, extra: Sequence[str]
+    workdir: Path,
+    port: int | None,
+    host_key: Path,
+    odd_lines: str,
+    extra: Sequence[str],
+    receiver: SyslogReceiver | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     """Start sshd and wait until it listens; retry a picked port another process took."""
-    log_path = workdir / "sshd.log"
+    log_path = receiver.log_path if receiver else workdir / "sshd.log"
     for _attempt in range(3 if port is None else 1):
         chosen = port if port is not None else free_port()
         config = _write_config(workdir, chosen, host_key, odd_lines, extra)
-        process = _launch(config, log_path)
+        process = _launch(config, log_path, receiver, workdir)
         try:
             _wait_until_listening(process, chosen, log_path)
         except _PortTaken:
@@ -362,11 +378,18 @@ def _write_config(
     return config
 
 
-def _launch(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.unlink(missing_ok=True)  # a fresh log per start, so tests read only their run
-    # Absolute paths: sshd re-executes itself, and a relative -E breaks in the child.
+def _launch(
+    config: Path, log_path: Path, receiver: SyslogReceiver | None, workdir: Path
+) -> subprocess.Popen[bytes]:
+    if receiver is not None:
+        argv = [str(SSHD), "-D", "-f", str(config)]
+        argv = mount_namespace_argv(receiver.socket_path, workdir / "devlog", argv)
+    else:
+        log_path.unlink(missing_ok=True)  # a fresh log per start: tests read only their run
+        # Absolute paths: sshd re-executes itself, and a relative -E breaks in the child.
+        argv = [str(SSHD), "-D", "-f", str(config), "-E", str(log_path)]
     return subprocess.Popen(
-        [str(SSHD), "-D", "-f", str(config), "-E", str(log_path)],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
