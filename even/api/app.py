@@ -24,6 +24,7 @@ from even.api.problems import install_handlers
 from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
 from even.clock import Clock
 from even.config import Settings, load_settings
+from even.console import install_console
 from even.errors import StoreUnavailable
 from even.wiring import Components, build_components
 
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(keys.router)
     app.include_router(classic.router)
     app.include_router(dev_issuer.router)
+    install_console(app, settings, components)  # only when `console:` is configured
     return app
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from audit import store as audit_store
+from even.store import console_sessions as _console  # noqa: F401  (registers its tables)
 from even.store import tables as _tables  # noqa: F401  (registers the SQLModel tables)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -40,6 +41,9 @@ APP_GRANTS: dict[str, str] = {
     "idempotency_keys": "SELECT, INSERT, UPDATE, DELETE",
     "ca_keys": "SELECT, INSERT, UPDATE",
     "user_keys": "SELECT, INSERT, UPDATE, DELETE",
+    # Console sign-ins and sessions: created, read, deleted (sign-out, expiry); never updated.
+    "console_sessions": "SELECT, INSERT, DELETE",
+    "console_logins": "SELECT, INSERT, DELETE",
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).
