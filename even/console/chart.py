@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from even.service.audit_views import DayCount
 
-WIDTH = 720
-HEIGHT = 220
+WIDTH = 520
+HEIGHT = 200
 LEFT = 40  # room for the y-axis labels
 BOTTOM = 30  # room for the date labels
 TOP = 10

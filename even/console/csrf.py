@@ -75,9 +75,12 @@ def check_same_origin(request: Request, own_origin: str) -> None:
         raise Refused(403, "this form was posted from another origin")
 
 
-def check_post(
-    request: Request, session: ConsoleSession, form: dict[str, str], own_origin: str
-) -> None:
+async def checked_form(
+    request: Request, session: ConsoleSession, own_origin: str
+) -> dict[str, str]:
+    """The posted form, once the origin checks and then the CSRF token have passed."""
     check_same_origin(request, own_origin)
+    form = await read_form(request)
     if not session.csrf_matches(form.get("csrf_token")):
         raise Refused(403, "the form's CSRF token is missing or wrong; reload the page")
+    return form

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from audit.show import escape_text
 
@@ -23,11 +24,28 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def visible(value: object) -> str:
-    """User text with controls and bidi/format characters as visible escapes (\\u202e)."""
+def visible(value: object) -> Markup:
+    """User text, HTML-escaped, with controls and bidi/format characters as visible escapes
+    (`\\u202e`, as `even-audit show` writes them) marked up so the page can highlight them."""
     if value is None:
-        return "-"
-    return escape_text(str(value))
+        return Markup("-")
+    parts: list[str] = []
+    for ch in str(value):
+        shown = escape_text(ch)
+        if ch not in (shown, "\\"):
+            parts.append(f'<span class="esc">{escape(shown)}</span>')
+        else:
+            parts.append(str(escape(shown)))
+    return Markup("".join(parts))  # noqa: S704  (every part was escaped above)
+
+
+def when(value: object) -> Markup:
+    """An RFC 3339 time as `YYYY-MM-DD HH:MM:SS UTC` in a <time> element (full value kept)."""
+    if value is None:
+        return Markup("-")
+    text = str(value)
+    short = text[:10] + " " + text[11:19] + " UTC" if len(text) >= 19 else text
+    return Markup('<time datetime="{}">{}</time>').format(text, visible(short))
 
 
 def as_json(value: object) -> str:
@@ -45,6 +63,7 @@ def make_environment() -> Environment:
     )
     env.filters["visible"] = visible
     env.filters["as_json"] = as_json
+    env.filters["when"] = when
     return env
 
 

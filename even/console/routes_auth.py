@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
-from even.console.csrf import Refused, check_post, read_form
+from even.console.csrf import Refused, checked_form
 from even.console.sessions import LOGIN_MINUTES
 from even.console.web import (
     SESSION_COOKIE,
@@ -111,8 +111,7 @@ async def sign_out(request: Request) -> Response:
         session = await session_for(request, console)
         if session is None:
             return to_sign_in()
-        form = await read_form(request)
-        check_post(request, session, form, console.own_origin)
+        await checked_form(request, session, console.own_origin)
     except Refused as exc:
         return refused(console, request, None, exc)
     except RateLimited as exc:

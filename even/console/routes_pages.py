@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from even.api.problems import status_for
 from even.api.schemas import AccessGrantAnswer, AccessRequestBody
-from even.console.csrf import Refused, check_post, read_form
+from even.console.csrf import Refused, checked_form
 from even.console.sessions import ConsoleSession
 from even.console.web import ADMIN, Console, console_of, refused, session_for, to_sign_in
 from even.errors import EvenError
@@ -109,8 +109,7 @@ async def submit_request(request: Request) -> Response:
         session = await session_for(request, console)
         if session is None:
             return to_sign_in()
-        form = await read_form(request)
-        check_post(request, session, form, console.own_origin)
+        form = await checked_form(request, session, console.own_origin)
     except Refused as exc:
         return refused(console, request, session, exc)
     except EvenError as exc:
@@ -170,8 +169,7 @@ async def revoke(request_id: str, request: Request) -> Response:
         session = await session_for(request, console)
         if session is None:
             return to_sign_in()
-        form = await read_form(request)
-        check_post(request, session, form, console.own_origin)
+        form = await checked_form(request, session, console.own_origin)
         reason = form.get("reason", "").strip() or None
         if reason is not None and len(reason) > 1024:
             raise Refused(422, "the reason is longer than 1,024 characters")

@@ -31,6 +31,7 @@ class ChainStatus:
     checkpoint: dict[str, Any] | None  # the newest checkpoint line, None before the first
     verified: bool  # records 1..checkpoint size link, hash and match its signed head
     problem: str | None = None  # why not, naming a seq where one is to blame
+    log_size: int = 0  # records in the log now (the newest may follow the checkpoint)
 
 
 @dataclass(frozen=True)
@@ -49,30 +50,35 @@ class ChainCheck:
 
     def status(self) -> ChainStatus:
         with self._lock, read_only(self._engine) as conn:
+            log_size, _ = audit_store.head(conn)
             line = audit_store.latest_checkpoint(conn)
             if line is None:
-                return ChainStatus(None, False, "no checkpoint yet")
-            size, head = self._size, self._head
-            if int(line["size"]) < size:
-                return ChainStatus(line, False, f"the newest checkpoint is older than {size}")
-            for record in audit_store.iter_records(
-                conn, after_seq=size, until_seq=int(line["size"])
-            ):
-                problem = _check(record, size + 1, head)
-                if problem is not None:
-                    return ChainStatus(line, False, problem)
-                size, head = record["seq"], record["hash"]
-                self._size, self._head = size, head
+                return ChainStatus(None, False, "no checkpoint yet", log_size)
+            verdict = self._advance(conn, line)
+        return ChainStatus(line, verdict is None, verdict, log_size)
+
+    def _advance(self, conn: Any, line: dict[str, Any]) -> str | None:
+        """Check the records after the last verified one up to the checkpoint, then the
+        checkpoint itself; None when all is well, else the problem."""
+        size, head = self._size, self._head
+        if int(line["size"]) < size:
+            return f"the newest checkpoint is older than record {size}"
+        for record in audit_store.iter_records(conn, after_seq=size, until_seq=int(line["size"])):
+            problem = _check(record, size + 1, head)
+            if problem is not None:
+                return problem
+            size, head = record["seq"], record["hash"]
+            self._size, self._head = size, head
         if size != int(line["size"]):
-            return ChainStatus(line, False, f"record {size + 1}: missing")
+            return f"record {size + 1}: missing"
         try:
             checkpoint = parse_checkpoint(line)
             verify_checkpoint(checkpoint, self._keys)
         except SignedObjectError as exc:
-            return ChainStatus(line, False, f"checkpoint {line['size']}: {exc}")
+            return f"checkpoint {line['size']}: {exc}"
         if checkpoint.head != head:
-            return ChainStatus(line, False, f"checkpoint {size}: head differs from record {size}")
-        return ChainStatus(line, True)
+            return f"checkpoint {size}: its head is not the hash of record {size}"
+        return None
 
 
 def _check(record: dict[str, Any], expected_seq: int, prev: str) -> str | None:

@@ -11,6 +11,7 @@ $EVEN_CONSOLE_SCREENSHOTS when that is set (how docs/console/ is refreshed).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -375,7 +376,6 @@ def test_auditor_sees_chart_and_exports_a_verifiable_log(
     assert any(float(bar.get_attribute("height") or 0) > 0 for bar in bars)
     status = driver.find_element(_by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
     assert status.startswith("Verified"), status
-    screenshot(stack, browser, "audit")
 
     # Filters narrow the events (a GET form: works without JavaScript).
     driver.get(stack.url + "/console/audit?type=access.granted&username=alice")
@@ -400,6 +400,13 @@ def test_auditor_sees_chart_and_exports_a_verifiable_log(
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("VALID: ")
+    # The export checkpointed the head: the page now verifies the chain up to it.
+    driver.get(stack.url + "/console/audit")
+    status = driver.find_element(_by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
+    exported = int(verified.stdout.split()[1])  # "VALID: N records, …"
+    covered = re.match(r"Verified: records 1–(\d+) ", status)
+    assert covered is not None and int(covered.group(1)) >= exported, status
+    screenshot(stack, browser, "audit")
     # The export is audited as the API's is: by the auditor who signed in.
     with stack.api("auditor1") as api:
         records = api.get("/v1/audit/events", params={"type": "audit.exported"}).json()
@@ -440,18 +447,27 @@ def test_after_sign_out_the_old_cookie_is_refused(stack: Stack, browser: Browser
     assert my_request_ids(stack, "alice") == before
 
 
-def test_without_console_config_there_is_no_console(stack: Stack) -> None:
-    # A server without `console:` mounts nothing: /console/ is an ordinary 404 there.
-    from fastapi.testclient import TestClient
-
-    from even.api.app import create_app
-    from even.config import load_settings
-
-    settings = load_settings(stack.config)
-    bare = settings.model_copy(update={"console": None})
-    with TestClient(create_app(bare)) as client:
-        assert client.get("/console/login").status_code == 404
-        assert client.get("/console/static/console.css").status_code == 404
+def test_callback_refuses_answers_this_browser_did_not_start(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url, trust_env=False, timeout=20) as http:
+        started = http.get("/console/login/start")
+        assert started.status_code == 303
+        location = httpx.URL(started.headers["location"])
+        assert location.params["code_challenge_method"] == "S256"
+        assert location.params["redirect_uri"] == stack.url + "/console/callback"
+        state = location.params["state"]
+        assert {"nonce", "code_challenge"} <= set(location.params)
+        set_cookie = started.headers["set-cookie"]
+        assert set_cookie.startswith("__Host-even-signin=")
+        for flag in ("HttpOnly", "Path=/", "SameSite=lax", "Secure"):
+            assert flag in set_cookie, set_cookie
+        # Another browser (no sign-in cookie) brings the state back: refused, and used up.
+        foreign = http.get(
+            "/console/callback", params={"state": state, "code": "x"}, headers={"Cookie": ""}
+        )
+        assert foreign.status_code == 401
+        assert "__Host-even-session" not in foreign.headers.get("set-cookie", "")
+        denied = http.get("/console/callback", params={"error": "access_denied", "state": state})
+        assert denied.status_code == 401
 
 
 # -- a page of another origin ------------------------------------------------------------------
