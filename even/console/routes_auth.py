@@ -50,6 +50,12 @@ async def sign_in_page(request: Request) -> Response:
 @router.get("/login/start")
 async def start_sign_in(request: Request) -> Response:
     console = console_of(request)
+    # Unauthenticated and it writes a row: held to the per-address limit of failed sign-ins.
+    failed_auth = console.components.rate_limits.failed_auth
+    address = client_address(request)
+    wait = failed_auth.retry_after(address) or failed_auth.hit(address)
+    if wait:
+        return console.domain_error(request, None, RateLimited("too many sign-ins", wait))
     try:
         start = await run_in_threadpool(console.oidc.start)
         browser = await run_in_threadpool(

@@ -121,9 +121,12 @@ def browser() -> Iterator[Browser]:
 
 
 def _wait(browser: Browser, condition: object) -> object:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser.driver, WAIT_SECONDS).until(condition)
+    # A page being replaced mid-look (a redirect landing) is retried, not a failure.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(browser.driver, WAIT_SECONDS, ignored_exceptions=ignored).until(condition)
 
 
 def _by(kind: str) -> str:
