@@ -55,6 +55,48 @@ class IssuerSettings(_Strict):
         return value
 
 
+def _https_or_loopback_url(value: str) -> str:
+    if not (
+        value.startswith("https://")
+        or value.startswith("http://127.0.0.1")
+        or value.startswith("http://localhost")
+        or value.startswith("http://[::1]")
+    ):
+        raise ValueError("issuer must be https (plain http only on loopback)")
+    return value
+
+
+class ConsoleSettings(_Strict):
+    """The web console's sign-in (OIDC authorization code + PKCE). Absent: no console.
+
+    `issuer` must also be one of `identity.issuers`: the console's access token is checked by
+    the same verifier as the API's, so it must be a token for Even's audience.
+    """
+
+    issuer: str
+    client_id: str = Field(min_length=1, max_length=255)
+    # Absent: a public client (PKCE alone); present: client_secret_basic at the token endpoint.
+    client_secret_file: str | None = None
+    # RFC 8707 resource indicator sent with the authorization and token requests, for IdPs
+    # that pick the access token's audience from it.
+    resource: str | None = None
+    scopes: list[str] = ["openid"]
+    # A session never outlives its token, nor this.
+    session_max_hours: int = Field(default=12, ge=1, le=24)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return _https_or_loopback_url(value)
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid (the ID token carries the nonce)")
+        return value
+
+
 class IdentitySettings(_Strict):
     issuers: list[IssuerSettings] = []
     dev_issuer: bool = False
@@ -143,6 +185,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[str] = []
     notifications: list[NotificationSettings] = []
+    console: ConsoleSettings | None = None
     docs_enabled: bool = False
     config_dir: str = "."
 

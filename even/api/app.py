@@ -33,6 +33,7 @@ from even.api.routes import (
 )
 from even.clock import Clock
 from even.config import Settings, load_settings
+from even.console import install_console
 from even.errors import StoreUnavailable
 from even.wiring import Components, build_components
 
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(classic.router)
     app.include_router(notifications.router)
     app.include_router(dev_issuer.router)
+    install_console(app, settings, components)  # only when `console:` is configured
     return app
 
 

@@ -33,6 +33,18 @@ DOCS_CSP = (
     b" connect-src 'self'; frame-ancestors 'none'"
 )
 
+# The console's pages load their own stylesheet (and nothing inline: no script at all).
+# Its forms post back to Even; `same-origin` referrers keep the browser's Origin header on
+# those posts (under `no-referrer` Chromium sends `Origin: null`), which the console checks.
+CONSOLE_PREFIX = "/console"
+CONSOLE_HEADERS = {
+    b"content-security-policy": (
+        b"default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        b"object-src 'none'"
+    ),
+    b"referrer-policy": b"same-origin",
+}
+
 
 class BodyTooLarge(Exception):
     pass
@@ -68,11 +80,8 @@ class HardeningMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = [h for h in message.get("headers", []) if h[0] not in _OURS]
-                csp = DOCS_CSP if scope.get("path") in DOCS_PATHS else None
                 for name, value in SECURITY_HEADERS:
-                    headers.append(
-                        (name, csp if csp and name == b"content-security-policy" else value)
-                    )
+                    headers.append((name, _header_for(scope.get("path", ""), name, value)))
                 message["headers"] = headers
             await send(message)
 
@@ -84,6 +93,14 @@ class HardeningMiddleware:
 
 
 _OURS = {name for name, _ in SECURITY_HEADERS}
+
+
+def _header_for(path: str, name: bytes, default: bytes) -> bytes:
+    if path in DOCS_PATHS and name == b"content-security-policy":
+        return DOCS_CSP
+    if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+        return CONSOLE_HEADERS.get(name, default)
+    return default
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -63,18 +63,27 @@ class TokenVerifier:
     def verify(self, token: str) -> Identity:
         """The token's identity. A token verified before is answered from a cache keyed by its
         SHA-256 until its own `exp` (+ leeway), exactly as long as a fresh check would pass."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Identity, float]:
+        """`verify`, plus the token's `exp` (POSIX seconds): the console's session ends then."""
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the token is not a JWT")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        cached = self._cached(digest)
-        if cached is not None:
-            return cached
+        now = self._clock.now().timestamp()
+        with self._cache_lock:
+            entry = self._cache.get(digest)
+            if entry is not None and now > entry[1] + self._leeway:
+                del self._cache[digest]
+                entry = None
+        if entry is not None:
+            return entry
         identity, expires = self._verify_uncached(token)
         with self._cache_lock:
             self._cache[digest] = (identity, expires)
             if len(self._cache) > MAX_CACHED_TOKENS:
                 self._cache.popitem(last=False)
-        return identity
+        return identity, expires
 
     def cached(self, token: str) -> Identity | None:
         """The identity of a token verified before and still within its exp, else None.

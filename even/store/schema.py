@@ -25,6 +25,7 @@ from sqlmodel import SQLModel
 
 from audit import store as audit_store
 from even.store import approval_tables as _approval_tables  # noqa: F401  (registers them too)
+from even.store import console_sessions as _console  # noqa: F401  (registers its tables)
 from even.store import outbox_tables as _outbox  # noqa: F401  (registers the outbox table)
 from even.store import tables as _tables  # noqa: F401  (registers the SQLModel tables)
 
@@ -47,6 +48,9 @@ APP_GRANTS: dict[str, str] = {
     "approval_states": "SELECT, INSERT, UPDATE",
     # Deliveries progress (attempts, status); rows are kept as the delivery history.
     "notification_outbox": "SELECT, INSERT, UPDATE",
+    # Console sign-ins and sessions: created, read, deleted (sign-out, expiry); never updated.
+    "console_sessions": "SELECT, INSERT, DELETE",
+    "console_logins": "SELECT, INSERT, DELETE",
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).

@@ -332,6 +332,7 @@ def start_oidc_provider(
     rsa: bool = False,
     access_token_ttl: int = 600,
     keys: list[dict[str, Any]] | None = None,
+    web_clients: dict[str, list[str]] | None = None,
     startup_timeout: float = 10.0,
 ) -> OidcProvider:
     """Start `provider.mjs` on 127.0.0.1 (a free port unless `port`) and wait for READY.
@@ -339,6 +340,8 @@ def start_oidc_provider(
     `users` maps usernames to groups (default `DEFAULT_USERS`; pass `{**DEFAULT_USERS, ...}` to
     add some). `alg="RS256"` (or `rsa=True`) also gives the provider an RSA key. `keys` are
     private JWKs to sign with instead of fresh ones (e.g. to restart with the same keys).
+    `web_clients` maps client ids to redirect URIs: confidential authorization-code clients
+    (a web app signing people in through the login form), with the same `client_secret`.
     """
     ensure_node_modules()
     users = dict(DEFAULT_USERS if users is None else users)
@@ -357,6 +360,10 @@ def start_oidc_provider(
     }
     if keys is not None:
         config["keys"] = keys
+    if web_clients:
+        config["web_clients"] = [
+            {"client_id": cid, "redirect_uris": uris} for cid, uris in web_clients.items()
+        ]
     # The config goes in the environment, not argv, so the secret does not show in `ps`.
     env = {k: v for k, v in os.environ.items() if k not in {"PORT", "AUDIENCE"}}
     env.update(IDP_CONFIG=json.dumps(config), NODE_ENV="test")

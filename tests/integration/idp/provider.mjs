@@ -13,6 +13,8 @@
 //   keys            private JWKs to sign with (default: a fresh P-256 key, plus RSA if `rsa`).
 //   rsa             also generate an RSA key so RS256 can be used (default false).
 //   alg             access-token signing alg: "ES256" (default) or "RS256" (needs an RSA key).
+//   web_clients     [{client_id, redirect_uris}]: confidential authorization-code clients (a
+//                   web app such as Even's console), secret `client_secret`, PKCE accepted.
 // Env PORT / AUDIENCE override the JSON. Prints exactly one line `READY <issuer>` on stdout once
 // listening; exits 0 on SIGTERM/SIGINT after closing the listener.
 //
@@ -42,6 +44,7 @@ function loadConfig() {
     keys: config.keys,
     rsa: Boolean(config.rsa),
     alg: config.alg ?? 'ES256',
+    webClients: config.web_clients ?? [],
   };
 }
 
@@ -84,8 +87,17 @@ function buildConfiguration(cfg) {
     redirect_uris: [],
   };
 
+  const webClients = cfg.webClients.map((client) => ({
+    client_id: client.client_id,
+    client_secret: cfg.clientSecret,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: client.redirect_uris,
+    token_endpoint_auth_method: 'client_secret_basic',
+  }));
+
   return {
-    clients: [...userClients, deviceClient],
+    clients: [...userClients, deviceClient, ...webClients],
     jwks: { keys: cfg.keys ?? generateKeys(cfg.rsa || cfg.alg === 'RS256') },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     // Only an EC key is guaranteed in the keystore, so the RS256 default would fail.
@@ -119,8 +131,8 @@ function buildConfiguration(cfg) {
         }),
       },
     },
-    // client_credentials tokens speak for the user named by the client_id; device-flow tokens
-    // for the account that logged in.
+    // client_credentials tokens speak for the user named by the client_id; device-flow and
+    // authorization-code tokens for the account that logged in.
     async extraTokenClaims(ctx, token) {
       const username = token.kind === 'ClientCredentials' ? token.clientId : token.accountId;
       if (!username) return undefined;
