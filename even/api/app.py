@@ -65,8 +65,7 @@ def create_app(
         jobs.cancel()
         if components.push is not None:
             components.push.close()  # the kept bastion connections
-        if components.access.writer is not None:
-            components.access.writer.close()
+        components.writer.close()
         try:
             # A checkpoint at shutdown: the last records are covered before we go.
             await run_in_threadpool(components.audit_log.checkpoint, force=True)

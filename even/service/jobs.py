@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
-from even.service.push_access import PushAccessService
+from even.service.push_lines import PushLines
 from even.store.db import transaction, try_job_lock
 from even.store.tables import AccessRequestRow
 
@@ -41,9 +41,7 @@ BATCH = 100  # requests per round: a long backlog is worked off over several rou
 
 
 class Jobs:
-    def __init__(
-        self, *, engine: Engine, clock: Clock, push: PushAccessService | None = None
-    ) -> None:
+    def __init__(self, *, engine: Engine, clock: Clock, push: PushLines | None = None) -> None:
         self._engine = engine
         self._clock = clock
         self._push = push
