@@ -22,7 +22,7 @@ from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
 from even.errors import Denied, EvenError, InvalidRequest
 from even.identity import Identity
-from even.names import is_bastion_name, is_hostname, is_login
+from even.names import is_bastion_name, is_hostname, is_login, is_self_name
 from even.policy import Grant, Policy, Rule, Subject
 from even.service.models import AccessRequestInput
 from even.store import access_requests
@@ -43,6 +43,8 @@ def check_names(identity: Identity, request: AccessRequestInput) -> str:
     """The request's login once hostname, login and bastion are well formed; else 422."""
     if not is_hostname(request.hostname):
         raise InvalidRequest("hostname: lowercase DNS name required (no IP literals)")
+    if is_self_name(request.hostname):
+        raise InvalidRequest("hostname: names every machine; use the host's own name")
     login = request.login if request.login is not None else identity.username
     if not is_login(login):
         raise InvalidRequest("login: must match ^[a-z_][a-z0-9_.-]{0,31}$")

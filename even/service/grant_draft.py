@@ -17,6 +17,7 @@ from typing import Any
 from audit.chain import AuditEvent, SealTemplate
 from even.ca import CertificateRequest, UserCA
 from even.clock import rfc3339
+from even.names import host_principal
 from even.policy import Grant, Rule
 from even.service.admission import Asked
 from even.sshkeys import ParsedPublicKey
@@ -71,7 +72,7 @@ def requested_event(asked: Asked, fingerprint: str) -> SealTemplate:
 
 
 def principals(rule: Rule, login: str, hostname: str) -> list[str]:
-    return [login] if rule.principals == "login" else [f"{login}@{hostname}"]
+    return [login] if rule.principals == "login" else [host_principal(login, hostname)]
 
 
 def critical_options(rule: Rule) -> list[tuple[str, str]]:

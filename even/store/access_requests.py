@@ -22,11 +22,12 @@ _serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
 INSERT_REQUEST = _requests.insert()
 INSERT_SERIAL = _serials.insert()
 COLUMNS = tuple(column.name for column in _requests.columns)
+_KNOWN = frozenset(COLUMNS)
 
 
 def row(**values: Any) -> dict[str, Any]:
     """A full access_requests row from `values` (absent columns NULL)."""
-    unknown = values.keys() - set(COLUMNS)
+    unknown = values.keys() - _KNOWN
     if unknown:
         raise TypeError(f"not access_requests columns: {sorted(unknown)}")
     return {name: values.get(name) for name in COLUMNS}
