@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[str] = []
     docs_enabled: bool = False
+    # Answer POST /v1/access-requests without FastAPI's routing (even.api.grant_lane): the
+    # same answers (a test compares them), ~0.3 ms less CPU per grant; off takes the route.
+    grant_lane: bool = True
     config_dir: str = "."
 
     @classmethod
