@@ -1,6 +1,6 @@
 """Certificate grants as data: what to sign, and which records and rows a grant writes.
 
-Pure (no SQL, no locks): built before the writer lock so that under it a grant only needs its
+No I/O and no locks: built before the writer lock so that under it a grant only needs its
 place in the log. `sign` makes the certificates for given serials; `grant_records` turns a
 signature into the `access.granted` event (canonicalised ahead as a SealTemplate), the
 access_requests row (but for its timestamps) and the rows of serials reserved ahead.

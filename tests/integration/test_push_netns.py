@@ -53,7 +53,7 @@ from harness.sshd import SshdUnavailable, ensure_login_user
 from odd.sshd_config import push_key_options
 from tests.conftest import make_even_dir, make_live_even_dir, requires_real_component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.netns, pytest.mark.sshd]
 
 USER = "piutest"  # the requester, and the login on both hosts
 GHOST = "evenghost"  # a login the policy allows but no host has: odd refuses it
