@@ -12,7 +12,9 @@ Fail closed, in three units of work, never holding the writer lock while talking
    grant was meanwhile reconciled (the push outlived push.timeout_seconds), they are removed
    too and nothing is granted.
 Whatever dies in between (the process, the database) leaves a PUSHING row with its
-`push_started` record: `even.service.jobs` reconciles it.
+`push_started` record: `even.service.jobs` reconciles it. A failure whose own clean-up left
+lines on a host is FAILED with `cleanup_incomplete`: the reconciler keeps removing them until
+every host is clean (recorded then), and the request can be revoked meanwhile.
 
 The expiry pushed is the grant's end rounded down to the second, so sshd stops accepting the
 key no later than the `valid_before` Even records. A login equal to the push user (or, through
@@ -294,17 +296,25 @@ class PushAccessService:
                 "fingerprints": checked.fingerprints,
             }
             tx.append(self._event("access.failed", asked, details), now)
+            # Lines left behind keep it on the reconciler's list (and revocable) until clean.
+            why = access_requests.CLEANUP_INCOMPLETE if failure.leftovers else None
             access_requests.set_status(
                 tx,
                 asked.request_id,
                 status="FAILED",
-                status_reason=f"push_failed: {cause.host}",
+                status_reason=why or f"push_failed: {cause.host}",
                 last_modified=rfc3339(now),
             )
 
         commit_work(self._engine, failed)
         log.warning("push %s failed: %s (left on: %s)", asked.request_id, cause, failure.leftovers)
-        raise PushFailed(f"could not push the key: {cause}; nothing was granted") from cause
+        message = f"could not push the key: {cause}; nothing was granted"
+        if failure.leftovers:
+            message += (
+                f" (a line may remain on {', '.join(failure.leftovers)} until Even removes it;"
+                " revoke the request to retry now)"
+            )
+        raise PushFailed(message) from cause
 
     @staticmethod
     def _event(record_type: str, asked: Asked, details: dict[str, Any]) -> AuditEvent:

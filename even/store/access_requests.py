@@ -21,6 +21,9 @@ _serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
 # Built once: SQLAlchemy then reuses the compiled statement (building per call is costly).
 INSERT_REQUEST = _requests.insert()
 INSERT_SERIAL = _serials.insert()
+# status_reason of a FAILED push whose clean-up left lines on a host: the reconciler keeps
+# removing them (and the request stays revocable) until every host is clean.
+CLEANUP_INCOMPLETE = "cleanup_incomplete"
 COLUMNS = tuple(column.name for column in _requests.columns)
 _KNOWN = frozenset(COLUMNS)
 
@@ -100,3 +103,20 @@ def search(
 
 def count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(_requests)).scalar_one())
+
+
+def needs_cleanup(found: RowMapping | Any) -> bool:
+    """A failed push that may have left a working line on some host."""
+    return bool(found.status == "FAILED" and found.status_reason == CLEANUP_INCOMPLETE)
+
+
+def unclean_failures(conn: Connection, *, limit: int) -> list[str]:
+    """Ids of failed pushes whose clean-up is incomplete, oldest first."""
+    query = (
+        select(_requests.c.id)
+        .where(_requests.c.status == "FAILED")
+        .where(_requests.c.status_reason == CLEANUP_INCOMPLETE)
+        .order_by(_requests.c.created)
+        .limit(limit)
+    )
+    return [str(found_id) for (found_id,) in conn.execute(query).all()]
