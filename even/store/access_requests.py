@@ -1,9 +1,10 @@
-"""The access-request repository: the only SQL the request use cases run on `access_requests`.
+"""The access-request repository: the SQL of the grant and read use cases on `access_requests`.
 
 Writes go through a unit of work (`even.store.unit_of_work.Transaction`), so a row is always
 written in the same transaction as the audit record that tells its story. `row(**values)` is
 the one place that spells a full row (absent columns NULL), so one compiled INSERT fits
-every caller and the field list lives in the table definition alone.
+every caller and the field list lives in the table definition alone. (Revocation, the
+background jobs and the classic listing still query the table themselves: next to move here.)
 """
 
 from __future__ import annotations
