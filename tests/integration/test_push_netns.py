@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -601,3 +601,64 @@ def test_a_push_interrupted_before_its_outcome_is_reconciled_on_restart(lab: Lab
     last = _records(lab.local_settings, request_id)[-1]
     assert last["type"] == "access.failed"
     assert last["details"]["error"] == "reconciled" and last["details"]["cleanup"] == "clean"
+
+
+# -- issue 14, finding 2: a failed push never leaves a key Even can no longer remove ---------
+
+
+@dataclass
+class LoseAnswerRefuseFirstCleanup:
+    """The real pusher, but the target's answer to the grant is lost (the line is written),
+    and each host refuses the first clean-up asked of it."""
+
+    inner: Pusher
+    refused: set[str] = field(default_factory=set)
+
+    def run(self, destination: Destination, command: str, *, timeout: float) -> CommandResult:
+        if command.startswith("revoke ") and destination.name not in self.refused:
+            self.refused.add(destination.name)
+            raise HostUnreachable(destination.name, "connection refused (first clean-up)")
+        result = self.inner.run(destination, command, timeout=timeout)
+        if destination.name == TARGET and command.startswith("grant "):
+            raise HostUnreachable(TARGET, "connection reset before the answer")
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("ended_by", ["reconciler", "revoke"])
+def test_a_failed_push_whose_cleanup_failed_is_cleaned_later_and_revocable(
+    lab: Lab, ended_by: str
+) -> None:
+    components = lab.components()
+    components.push._runner._pusher = LoseAnswerRefuseFirstCleanup(  # type: ignore[union-attr]
+        components.push._runner._pusher  # type: ignore[union-attr]
+    )
+    try:
+        answer = _push_via_api(components, lab.user_key.with_suffix(".pub"), USER)
+        assert answer.status_code == 502, answer.text
+        assert "may remain" in answer.json()["detail"]
+        me = Identity(USER, (), "dev", USER, dev_issuer=True)
+        (view,), _ = components.access.list_requests(me, ListFilters(status="FAILED", limit=1))
+        assert view.status_reason == "cleanup_incomplete"
+        # What the finding was about: a working key that Even had given up on.
+        assert all(lab.lines_of(view.id).values())
+        assert lab.jump(lab.user_key, "true").returncode == 0
+        failed = _records(lab.local_settings, view.id)[-1]
+        assert failed["details"]["cleanup"] == "incomplete"
+        assert sorted(failed["details"]["leftover_hosts"]) == [BASTION, TARGET]
+        if ended_by == "reconciler":
+            assert components.jobs.reconcile_once() == [view.id]
+            last = _records(lab.local_settings, view.id)[-1]
+            assert (last["type"], last["details"]["error"]) == ("access.failed", "cleanup")
+            assert last["details"]["cleanup"] == "clean"
+            assert components.access.get(me, view.id).status == "FAILED"
+        else:
+            assert components.revocation.revoke(me, view.id, "key left behind") == "REVOKED"
+            assert _records(lab.local_settings, view.id)[-1]["type"] == "access.revoked"
+            assert components.jobs.reconcile_once() == []
+        assert lab.lines_of(view.id) == {BASTION: [], TARGET: []}
+        assert lab.jump(lab.user_key, "true").returncode != 0  # sshd refuses the key now
+    finally:
+        components.push.close()  # type: ignore[union-attr]
