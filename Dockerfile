@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml setup.py constraints.txt README.md ./
+COPY pyproject.toml constraints.txt README.md ./
 COPY even ./even
 COPY audit ./audit
 COPY piu ./piu

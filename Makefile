@@ -8,7 +8,7 @@ IDP    := tests/integration/idp
 
 # Python environment: the package and its dev tools, pinned by constraints.txt.
 install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml constraints.txt audit/_native.c setup.py
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: install system-deps idp-deps lint
 	$(BIN)/python -m pytest -q

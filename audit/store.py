@@ -10,7 +10,7 @@ TRUNCATE) on records and checkpoints alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,7 +54,7 @@ audit_checkpoints = Table(
 
 APPEND_ONLY_TABLES = ("audit_records", "audit_checkpoints")
 # Built once so SQLAlchemy reuses the compiled statement on the hot path.
-_INSERT_RECORD = audit_records.insert()
+INSERT_RECORD = audit_records.insert()
 
 
 def _sqlite_trigger(table: str, action: str) -> str:
@@ -133,39 +133,32 @@ def head(conn: Connection) -> tuple[int, str]:
     return int(row.seq), str(row.hash)
 
 
-def append(
-    conn: Connection,
-    event: AuditEvent | SealTemplate,
-    now: datetime,
-    *,
-    after: dict[str, Any] | None = None,
-    insert: Callable[[Connection, Any, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Append one record after the current head, in the caller's transaction.
+def sealed_row(
+    event: AuditEvent | SealTemplate, now: datetime, *, seq: int, prev_hash: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record at position `seq` after `prev_hash`, and the row that stores it (pure).
 
-    `after` is the record this same transaction appended last: the head is then known and
-    not read again. (A wrong `after` cannot fork the chain: UNIQUE(seq) and UNIQUE(prev_hash)
-    refuse it.) `insert(conn, statement, row)` runs the INSERT in the caller's own way (a
-    group commit defers it to the end of the transaction); by default it runs at once. An
-    event given as a SealTemplate was canonicalised ahead, outside the caller's lock.
+    For callers that know the head already (a unit of work that appended the previous
+    record itself) and insert the row in their own way; `append` is the plain path. An event
+    given as a SealTemplate was canonicalised ahead, outside the caller's lock.
     """
-    if after is not None:
-        last_seq, last_hash = int(after["seq"]), str(after["hash"])
-    else:
-        last_seq, last_hash = head(conn)
     time = format_time(now)
     row: dict[str, Any]
     if isinstance(event, SealTemplate):
-        record = event.seal(seq=last_seq + 1, time=time, prev_hash=last_hash)
+        record = event.seal(seq=seq, time=time, prev_hash=prev_hash)
         row = {**record, "details": event.details_json}
     else:
-        record = seal(event, seq=last_seq + 1, time=time, prev_hash=last_hash)
+        record = seal(event, seq=seq, time=time, prev_hash=prev_hash)
         row = dict(record)
         row["details"] = orjson.dumps(record["details"], option=orjson.OPT_SORT_KEYS).decode()
-    if insert is not None:
-        insert(conn, _INSERT_RECORD, row)
-    else:
-        conn.execute(_INSERT_RECORD, row)
+    return record, row
+
+
+def append(conn: Connection, event: AuditEvent | SealTemplate, now: datetime) -> dict[str, Any]:
+    """Append one record after the current head, in the caller's transaction."""
+    last_seq, last_hash = head(conn)
+    record, row = sealed_row(event, now, seq=last_seq + 1, prev_hash=last_hash)
+    conn.execute(INSERT_RECORD, row)
     return record
 
 

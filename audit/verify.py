@@ -21,18 +21,15 @@ Member order and whitespace are free, since hashes are over the canonical form.
 
 Speed (the hot path, one pass per record, constant memory): a line that is already the
 canonical form of a plain record is verified by `_Verifier.feed` without the general
-machinery, in C where audit/_native.c was built (it recognises such lines byte for byte and
-hands back the first it does not accept), else in Python. Anything else (checkpoints,
-re-serialised lines, odd shapes, every failure) goes through the general `_Verifier.item`.
-Each fast path accepts a record only where `item` would accept it with the same resulting
-state, and hands everything else to `item` re-parsed from the same bytes, so verdicts, seqs
-and reasons are those of the general path (see `feed` and audit/_native.c for why; the tests
-test_audit_fast_path.py and test_audit_native.py check it on generated and hostile lines).
+machinery. Anything else (checkpoints, re-serialised lines, odd shapes, every failure) goes
+through the general `_Verifier.item`. The fast path accepts a record only where `item` would
+accept it with the same resulting state, and hands everything else to `item` re-parsed from
+the same bytes, so verdicts, seqs and reasons are those of the general path (see `feed` for
+why; tests/audit/test_audit_fast_path.py checks it on generated and hostile lines).
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
@@ -61,11 +58,6 @@ from audit.checkpoint import (
     verify_receipt,
 )
 
-try:  # the C accelerator, built by the install where a compiler is found (setup.py)
-    from audit import _native
-except ImportError:  # pragma: no cover - the Python fast path below decides the same
-    _native = None  # type: ignore[assignment]
-
 MAX_LINE = 4 * 1024 * 1024
 """Longest accepted line: records are a few KiB; this bounds memory on a hostile file."""
 
@@ -85,8 +77,6 @@ _CANONICAL_OPTION = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 # Lead bytes of 4-byte UTF-8 sequences (characters beyond U+FFFF): the only characters whose
 # key order differs between orjson (code points) and JCS (UTF-16 code units).
 _SUPPLEMENTARY_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
-# The C scan's `stop` when no anchor lies ahead: past any seq (C long long).
-_NO_ANCHOR = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -202,36 +192,9 @@ class _Verifier:
         self.checkpoints = 0
         self.anchors: dict[int, list[tuple[str, str]]] = {}  # seq -> [(hash, kind)]
         self.lines = 0  # lines read so far (JSONL input)
-        self.anchor_seqs: list[int] = []  # the anchors' seqs, sorted (the C scan stops at them)
 
     def feed(self, lines: list[bytes]) -> Invalid | None:
         """Check the next lines of a JSONL file; the hot loop of `verify_jsonl`.
-
-        The C scan takes the canonical plain records it recognises (audit/_native.c says why
-        it accepts only what `item` accepts, with the same resulting state) and stops before
-        any record an anchor names; each line it stops at goes through `_feed_python`.
-        """
-        native = _native
-        if native is None:
-            return self._feed_python(lines)
-        start, count = 0, len(lines)
-        while start < count:
-            index = bisect.bisect_right(self.anchor_seqs, self.seq)
-            stop = self.anchor_seqs[index] if index < len(self.anchor_seqs) else _NO_ANCHOR
-            index, self.seq, self.head = native.scan(
-                lines, start, self.seq, self.head, stop, HASH_PREFIX, hashlib.sha256
-            )
-            self.lines += index - start
-            if index == count:
-                break
-            failure = self._feed_python(lines[index : index + 1])
-            if failure:
-                return failure
-            start = index + 1
-        return None
-
-    def _feed_python(self, lines: list[bytes]) -> Invalid | None:
-        """`feed` in Python: the same fast path, for lines the C scan left and builds without it.
 
         A line takes the fast path only if all of this holds, and then it is exactly a record
         that `item` accepts, leaving the same state (seq, head):
@@ -329,7 +292,6 @@ class _Verifier:
             except SignedObjectError as exc:
                 return Invalid(saved.size, f"saved checkpoint {exc}")
             self.anchors.setdefault(saved.size, []).append((saved.head, "saved checkpoint"))
-        self.anchor_seqs = sorted(self.anchors)
         return None
 
     def _record(self, item: dict[str, Any], raw: bytes | None) -> Invalid | None:

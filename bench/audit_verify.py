@@ -12,11 +12,10 @@ address space, read at exit: ru_maxrss would include this parent's RSS at fork t
 so the figures are comparable: constant memory means the 1M verify peaks where the 100k one
 does. CPU figures are the child's user + system time: verification is one process on one
 core, so records per CPU-second is the one-core rate, and unlike wall time it does not count
-the neighbours on a shared machine. Each file is verified `--rounds` times in each of three
-ways, in turn: as installed (the C scan of audit/_native.c in front), with the Python fast path
-alone (as where no compiler was found), and with the general path alone (both fast paths
-switched off in the child only); the best of each is printed, so the ratios are measured in
-one machine state.
+the neighbours on a shared machine. Each file is verified `--rounds` times in each of two
+ways, in turn: as installed (the Python fast path in front) and with the general path alone
+(the fast path switched off in the child only); the best of each is printed, so the ratio is
+measured in one machine state.
 Prints figures only; asserts nothing about speed.
 
     .venv/bin/python bench/audit_verify.py [--sizes 100000,1000000] [--export-sizes 100000]
@@ -43,7 +42,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine
 
-from audit import store, verify
+from audit import store
 from audit.chain import GENESIS_HASH, AuditEvent, canonical, seal
 from audit.checkpoint import make_checkpoint
 from audit.signing import AuditSigner
@@ -189,10 +188,8 @@ def child(argv: list[str]) -> Run:
 # Code run in the child before `even-audit`, by how much of the fast path it leaves on.
 _PATHS = {
     "as installed": "",
-    "Python fast path": "import audit.verify\naudit.verify._native = None\n",
     "general path": (
-        "import audit.verify\naudit.verify._native = None\n"
-        "audit.verify._PLAIN_MEMBERS = ('-',)\n"  # matches no record
+        "import audit.verify\naudit.verify._PLAIN_MEMBERS = ('-',)\n"  # matches no record
     ),
 }
 
@@ -239,13 +236,11 @@ def main() -> None:
             size_mib = path.stat().st_size / 2**20
             best = best_verify(path, key, args.rounds)
             run, general = best["as installed"], best["general path"]
-            native = "with" if verify._native is not None else "WITHOUT"
             print(
-                f"verify {n:>9,} records ({size_mib:,.0f} MiB), {native} the C scan: "
+                f"verify {n:>9,} records ({size_mib:,.0f} MiB), Python fast path: "
                 f"{run.figures(n, baseline.cpu)}"
             )
-            for name in ("Python fast path", "general path"):
-                print(f"  {name} only: {best[name].figures(n, baseline.cpu)}")
+            print(f"  general path only: {best['general path'].figures(n, baseline.cpu)}")
             speedup = (general.cpu - baseline.cpu) / max(run.cpu - baseline.cpu, 1e-9)
             print(f"    {speedup:.2f}x the general path (one core, best of {args.rounds})")
             print(f"    generated at {n / generated:,.0f} records/s; {run.out.decode().strip()}")

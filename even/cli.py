@@ -113,7 +113,8 @@ def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
     import uvicorn
 
     from even.affinity import pin_if_asked
-    from even.api.app import create_app, tune_interpreter
+    from even.api.app import create_app
+    from even.api.tuning import settle_heap, tune_interpreter
     from even.config import load_settings
 
     if workers > 1:
@@ -125,6 +126,7 @@ def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
         app = create_app(load_settings(config_file))
     except EvenError as exc:
         _fail(exc.message)
+    settle_heap()
     uvicorn.run(app, **common)
 
 

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     notifications: list[NotificationSettings] = []
     console: ConsoleSettings | None = None
     docs_enabled: bool = False
+    # Answer POST /v1/access-requests without FastAPI's routing (even.api.grant_lane): the
+    # same answers (a test compares them), ~0.3 ms less CPU per grant; off takes the route.
+    grant_lane: bool = True
     config_dir: str = "."
 
     @field_validator("notifications")

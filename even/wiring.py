@@ -24,11 +24,15 @@ from even.push.pusher import ParamikoPusher, Pusher
 from even.push.runner import PushRunner
 from even.ratelimit import RateLimiter
 from even.service.access import AccessService
+from even.service.admission import PolicyGate
 from even.service.audit_log import AuditLogService, CheckpointPolicy
 from even.service.ca_registry import CaRegistry
+from even.service.certificate_access import CertificateGrants
 from even.service.classic import ClassicAccess
+from even.service.idempotency import Idempotency
 from even.service.jobs import Jobs
 from even.service.push_access import PushAccessService
+from even.service.push_lines import PushLines
 from even.service.revocation import RevocationService
 from even.service.serial_pool import SerialPool
 from even.service.user_keys import UserKeyService
@@ -73,6 +77,7 @@ class Components:
     push: PushAccessService | None  # None: push mode not configured (no push key)
     jobs: Jobs
     classic: ClassicAccess
+    writer: GroupCommitWriter  # the grant path's group commit (closed at shutdown)
 
 
 def load_settings_policy(settings: Settings) -> Policy:
@@ -136,7 +141,7 @@ def build_push(
     pusher: Pusher | None,
     *,
     engine: Engine,
-    access: AccessService,
+    gate: PolicyGate,
     keys: UserKeyService,
     signer: AuditSigner,
     clock: Clock,
@@ -149,18 +154,18 @@ def build_push(
         except ValueError as exc:
             raise ConfigError(f"bastion {bastion.name}: {exc}") from exc
     runner = PushRunner(pusher, bastion_addresses={b.name: b.address for b in settings.bastions})
-    service = PushAccessService(
+    timeout = settings.push.timeout_seconds
+    return PushAccessService(
         engine=engine,
-        access=access,
+        gate=gate,
         keys=keys,
         runner=runner,
+        lines=PushLines(engine=engine, runner=runner, timeout_seconds=timeout),
         signer=signer,
         clock=clock,
         push_user=settings.push.user,
-        timeout_seconds=settings.push.timeout_seconds,
+        timeout_seconds=timeout,
     )
-    access.push = service  # mode=push requests go to it
-    return service
 
 
 def build_components(
@@ -175,18 +180,19 @@ def build_components(
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the audit key: {exc}") from exc
     verifier, dev_issuer = build_verifier(settings, clock)
-    access = AccessService(
+    gate = PolicyGate(engine=engine, policy=load_settings_policy(settings), clock=clock)
+    # Grants share transactions (and fsyncs) through one writer per process.
+    writer = GroupCommitWriter(engine)
+    certificate = CertificateGrants(
         engine=engine,
-        policy=load_settings_policy(settings),
+        gate=gate,
         ca_registry=ca_registry,
         signer=signer,
         clock=clock,
-        bastions=settings.bastions,
+        writer=writer,
+        # Serials reserved in blocks through that writer, so certificates are signed before it.
+        serials=SerialPool(writer, ca_registry.signing_ca),
     )
-    # Grants share transactions (and fsyncs) through one writer per process.
-    access.writer = GroupCommitWriter(engine)
-    # Serials reserved in blocks through that writer, so certificates are signed before it.
-    access.serials = SerialPool(access.writer, ca_registry.signing_ca)
     audit_log = AuditLogService(
         engine=engine,
         signer=signer,
@@ -203,16 +209,24 @@ def build_components(
         settings,
         pusher or build_pusher(settings),
         engine=engine,
-        access=access,
+        gate=gate,
         keys=keys,
         signer=signer,
         clock=clock,
     )
+    access = AccessService(
+        engine=engine,
+        gate=gate,
+        idempotency=Idempotency(engine=engine, clock=clock),
+        certificate=certificate,
+        push=push,
+    )
+    lines = push.lines if push is not None else None
     revocation = RevocationService(
         engine=engine,
         clock=clock,
-        roles_for=access.roles,
-        push_revoker=push.revoke_lines if push is not None else None,
+        roles_for=gate.roles,
+        push_revoker=lines.revoke_lines if lines is not None else None,
     )
     return Components(
         settings,
@@ -228,6 +242,7 @@ def build_components(
         rate_limits,
         keys,
         push,
-        Jobs(engine=engine, clock=clock, push=push),
+        Jobs(engine=engine, clock=clock, push=lines),
         ClassicAccess(engine=engine, access=access, bastions=settings.bastions),
+        writer,
     )

@@ -25,8 +25,16 @@ _CERT_RE = re.compile(r"[a-z0-9@.-]+-cert-v01@openssh\.com [A-Za-z0-9+/]+={0,2}(
 STATUSES = ("PUSHING", "GRANTED", "DENIED", "FAILED", "EXPIRED", "REVOKED", "PENDING_APPROVAL")
 
 
+# A numeric last label (decimal or 0x-hex) makes an IP literal in some spelling (SPEC §1).
+_NUMERIC_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
 def is_hostname(value: str) -> bool:
-    return len(value) <= 253 and HOSTNAME_RE.fullmatch(value) is not None
+    return (
+        len(value) <= 253
+        and HOSTNAME_RE.fullmatch(value) is not None
+        and _NUMERIC_LABEL_RE.fullmatch(value.rsplit(".", 1)[-1]) is None
+    )
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,8 @@ runs several processes; it reads the config path from EVEN_CONFIG_FILE.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from even.affinity import pin_if_asked
+from even.api.console import install_console
 from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
@@ -31,18 +30,15 @@ from even.api.routes import (
     notifications,
     trust,
 )
+from even.api.tuning import settle_heap, tune_interpreter
 from even.clock import Clock
 from even.config import Settings, load_settings
-from even.console import install_console
 from even.errors import StoreUnavailable
 from even.wiring import Components, build_components
 
 CONFIG_ENV = "EVEN_CONFIG_FILE"
 log = logging.getLogger("even.api")
 CHECKPOINT_POLL_SECONDS = 1.0
-# (young, middle, old): ~4% less CPU per grant than the default (700, 10, 10) in three
-# interleaved pairs of 8 s runs (2 pinned workers, c=64), and more grants/s in each.
-GC_THRESHOLDS = (20_000, 20, 20)
 JOBS_INTERVAL_SECONDS = 5.0
 
 
@@ -60,14 +56,6 @@ def create_app(
         except StoreUnavailable:
             # Not ready (e.g. schema not created yet); /readyz says so and the first grant retries.
             log.error("could not record policy.loaded; is the schema current (`even db upgrade`)?")
-        # What exists now lives as long as the process: keep it out of the collector's full
-        # passes, which otherwise pause every request for ~100 ms a few times a minute under
-        # load (~25 ms with this), as the cyclic garbage of requests piles up.
-        gc.collect()
-        gc.freeze()
-        # Requests in flight hold many container objects, so at the default threshold (700)
-        # the collector kept scanning live requests; collecting less often is cheaper.
-        gc.set_threshold(*GC_THRESHOLDS)
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
         jobs = asyncio.create_task(_jobs_loop(components))
         yield
@@ -75,8 +63,7 @@ def create_app(
         jobs.cancel()
         if components.push is not None:
             components.push.close()  # the kept bastion connections
-        if components.access.writer is not None:
-            components.access.writer.close()
+        components.writer.close()
         try:
             # A checkpoint at shutdown: the last records are covered before we go.
             await run_in_threadpool(components.audit_log.checkpoint, force=True)
@@ -96,8 +83,9 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.components = components
-    # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
-    app.add_middleware(GrantLane, components=components)
+    if settings.grant_lane:
+        # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
+        app.add_middleware(GrantLane, components=components)
     app.add_middleware(HardeningMiddleware)
     install_handlers(app)
     app.include_router(meta.router)
@@ -135,14 +123,10 @@ async def _jobs_loop(components: Components) -> None:
         await asyncio.sleep(JOBS_INTERVAL_SECONDS)
 
 
-def tune_interpreter() -> None:
-    """Hand the GIL over every 0.5 ms instead of 5 ms: a grant crosses the event loop, a
-    worker thread and the group-commit writer, and each handoff otherwise waits a full
-    interval while another thread computes."""
-    sys.setswitchinterval(0.0005)
-
-
 def app_from_environment() -> FastAPI:
+    """`even serve --workers N`'s factory (one per worker process): the serve edge."""
     tune_interpreter()
     pin_if_asked()
-    return create_app(load_settings(os.environ[CONFIG_ENV]))
+    app = create_app(load_settings(os.environ[CONFIG_ENV]))
+    settle_heap()
+    return app

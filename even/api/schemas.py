@@ -8,14 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from even.errors import EmergencyNotAllowed
+
+# even.names' patterns shape the OpenAPI document (clients, fuzzers); its functions decide.
+from even.names import BASTION_PATTERN, HOSTNAME_PATTERN, LOGIN_PATTERN
 from even.service.models import AccessRequestInput, AccessRequestView
 
 MAX_REASON = 1024
-# Shapes for the OpenAPI document (clients and fuzzers); even.names makes the final decision.
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*$"
-LOGIN_PATTERN = r"^[a-z_][a-z0-9_.-]{0,31}$"
-BASTION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")

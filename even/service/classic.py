@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 from even.config import BastionSettings, parse_address
 from even.errors import InvalidRequest
 from even.identity import Identity
-from even.service.access import PRIVILEGED_READ_ROLES, AccessService
+from even.service.access import AccessService
+from even.service.admission import PRIVILEGED_READ_ROLES
 from even.service.models import AccessRequestInput, AccessRequestView
 from even.store.db import read_only
 from even.store.tables import AccessRequestRow

@@ -9,6 +9,9 @@
   every host of the recorded plan, then `access.failed` with `error: reconciled` closes it.
   A host that cannot be cleaned leaves it PUSHING for the next round, until the grant's own
   expiry has passed (sshd refuses the line by then), when it is closed as `cleanup: expired`.
+  A FAILED push whose own clean-up was incomplete (`cleanup_incomplete`) is worked the same
+  way every round, with no waiting: once every host is clean, `access.failed` with
+  `error: cleanup, cleanup: clean` records it (`expired` after the grant's end).
 
 Election: each round starts in a write transaction with `try_job_lock` (PostgreSQL: one
 replica per round; SQLite: the single writer). The decisions are taken again inside the
@@ -30,7 +33,8 @@ from sqlalchemy.engine import Connection, Engine
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
-from even.service.push_access import PushAccessService
+from even.service.push_lines import PushLines
+from even.store import access_requests
 from even.store.db import transaction, try_job_lock
 from even.store.tables import AccessRequestRow
 
@@ -41,9 +45,7 @@ BATCH = 100  # requests per round: a long backlog is worked off over several rou
 
 
 class Jobs:
-    def __init__(
-        self, *, engine: Engine, clock: Clock, push: PushAccessService | None = None
-    ) -> None:
+    def __init__(self, *, engine: Engine, clock: Clock, push: PushLines | None = None) -> None:
         self._engine = engine
         self._clock = clock
         self._push = push
@@ -90,7 +92,8 @@ class Jobs:
     # -- reconcile ------------------------------------------------------------------------
 
     def reconcile_once(self) -> list[str]:
-        """Resolve pushes without an outcome; returns the ids closed as FAILED."""
+        """Resolve pushes without an outcome, and finish failed pushes' clean-ups; returns
+        the ids closed (as FAILED, or their clean-up recorded)."""
         if self._push is None:
             return []
         timeout = timedelta(seconds=self._push.timeout_seconds)
@@ -105,12 +108,42 @@ class Jobs:
                 .order_by(_requests.c.created)
                 .limit(BATCH)
             ).all()
+            unfinished = access_requests.unclean_failures(conn, limit=BATCH)
         closed = []
         for (request_id,) in candidates:
             unclean = self._push.revoke_lines(request_id)
             if self._close(request_id, unclean, cutoff):
                 closed.append(request_id)
+        for request_id in unfinished:
+            unclean = self._push.revoke_lines(request_id)
+            if self._finish_cleanup(request_id, unclean):
+                closed.append(request_id)
         return closed
+
+    def _finish_cleanup(self, request_id: str, unclean: list[str]) -> bool:
+        """Record a failed push's clean-up once every host is clean (or the lines expired)."""
+        with transaction(self._engine) as conn:
+            now = self._clock.now()
+            row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+            if row is None or not access_requests.needs_cleanup(row):
+                return False  # revoked or finished meanwhile
+            cleanup = "clean"
+            if unclean:
+                if not _past(row.valid_before, now):
+                    log.warning("cleanup %s: %s not clean yet; retrying later", row.id, unclean)
+                    return False
+                cleanup = "expired"  # the hosts' sshd refuses the lines by now
+            _append(conn, "access.failed", row, now, {
+                "mode": row.mode,
+                "code": "push_failed",
+                "error": "cleanup",
+                "cleanup": cleanup,
+                "leftover_hosts": unclean,
+                "fingerprint": row.fingerprint,
+            })  # fmt: skip
+            _set_status(conn, row.id, "FAILED", f"push_failed: cleanup {cleanup}", now)
+        log.warning("failed push %s: clean-up finished (%s)", row.id, cleanup)
+        return True
 
     def _close(self, request_id: str, unclean: list[str], cutoff: str) -> bool:
         with transaction(self._engine) as conn:

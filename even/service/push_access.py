@@ -1,18 +1,20 @@
-"""The push-mode use cases (SPEC §5): grant by pushing keys to a bastion and a host; undo it.
+"""The push-mode grant (SPEC §5): push keys to a bastion and a host, on the record first.
 
-Fail closed, in three steps, never holding the writer lock while talking to hosts:
-1. One transaction: `access.requested`, the policy decision, then either `access.denied`
-   (DENIED) or `access.push_started` (PUSHING) carrying the plan — fingerprints, login,
-   hosts, expiry, grant ids. It commits before any host is touched, so every line that ever
-   reaches a host is on record first.
+Fail closed, in three units of work, never holding the writer lock while talking to hosts:
+1. `access.requested`, the policy decision, then either `access.denied` (DENIED) or
+   `access.push_started` (PUSHING) carrying the plan — fingerprints, login, hosts, expiry,
+   grant ids. It commits before any host is touched, so every line that ever reaches a host
+   is on record first.
 2. The push (`even.push.runner`): all-or-nothing across hosts; a failure revokes whatever
    was pushed before it is reported.
-3. One transaction: `access.granted` (GRANTED) or `access.failed` (FAILED; 502 to the client).
-   If the success cannot be committed, the pushed lines are removed before the error (503)
-   goes out; if the grant was meanwhile reconciled (the push outlived push.timeout_seconds),
-   they are removed too and nothing is granted.
+3. `access.granted` (GRANTED) or `access.failed` (FAILED; 502 to the client). If the success
+   cannot be committed, the pushed lines are removed before the error (503) goes out; if the
+   grant was meanwhile reconciled (the push outlived push.timeout_seconds), they are removed
+   too and nothing is granted.
 Whatever dies in between (the process, the database) leaves a PUSHING row with its
-`push_started` record: `even.service.jobs` reconciles it.
+`push_started` record: `even.service.jobs` reconciles it. A failure whose own clean-up left
+lines on a host is FAILED with `cleanup_incomplete`: the reconciler keeps removing them until
+every host is clean (recorded then), and the request can be revoked meanwhile.
 
 The expiry pushed is the grant's end rounded down to the second, so sshd stops accepting the
 key no later than the `valid_before` Even records. A login equal to the push user (or, through
@@ -28,10 +30,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from audit import store as audit_store
 from audit.chain import AuditEvent
 from audit.signing import AuditSigner
 from even.clock import Clock, rfc3339
@@ -45,21 +45,21 @@ from even.errors import (
 )
 from even.identity import Identity
 from even.ids import new_request_id
-from even.names import is_bastion_name, is_hostname, is_login
-from even.policy import Grant, Subject
+from even.policy import Grant, Rule
 from even.push.commands import floor_seconds, odd_expiry
-from even.push.plan import PushKey, PushPlan, plan_from_json, plan_push
+from even.push.plan import PushKey, PushPlan, plan_push
 from even.push.runner import GrantFailed, PushRunner
-from even.service.access import AccessService, BastionNotAllowed, IdempotencyKey, _view
+from even.service.admission import Asked, PolicyGate, check_names, record_denial
+from even.service.idempotency import IdempotencyKey, finish, refusal_answer
 from even.service.models import AccessRequestInput, AccessRequestView
+from even.service.push_lines import PushLines
 from even.service.user_keys import UserKeyService
+from even.service.views import view
 from even.sshkeys import ParsedPublicKey, parse_public_key
-from even.store import idempotency as idempotency_store
-from even.store.db import read_only, transaction
-from even.store.tables import AccessRequestRow
+from even.store import access_requests
+from even.store.unit_of_work import Transaction, commit_work
 
 log = logging.getLogger("even.push")
-_requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
 
 Flow = Callable[[IdempotencyKey | None], AccessRequestView]
 
@@ -94,18 +94,20 @@ class PushAccessService:
         self,
         *,
         engine: Engine,
-        access: AccessService,
+        gate: PolicyGate,
         keys: UserKeyService,
         runner: PushRunner,
+        lines: PushLines,
         signer: AuditSigner,
         clock: Clock,
         push_user: str,
         timeout_seconds: float,
     ) -> None:
         self._engine = engine
-        self._access = access
+        self._gate = gate
         self._keys = keys
         self._runner = runner
+        self.lines = lines
         self._signer = signer
         self._clock = clock
         self._push_user = push_user
@@ -114,21 +116,13 @@ class PushAccessService:
     def close(self) -> None:
         self._runner.close()
 
-    # -- request access -------------------------------------------------------------------
-
     def prepare(self, identity: Identity, request: AccessRequestInput) -> Flow:
         """Validate (422s raise here, before an Idempotency-Key is taken); return the flow."""
         checked = self._validate(identity, request)
         return functools.partial(self._request, identity, request, checked)
 
     def _validate(self, identity: Identity, request: AccessRequestInput) -> _Checked:
-        if not is_hostname(request.hostname):
-            raise InvalidRequest("hostname: lowercase DNS name required (no IP literals)")
-        login = request.login if request.login is not None else identity.username
-        if not is_login(login):
-            raise InvalidRequest("login: must match ^[a-z_][a-z0-9_.-]{0,31}$")
-        if request.bastion is not None and not is_bastion_name(request.bastion):
-            raise InvalidRequest("bastion: not a valid bastion name")
+        login = check_names(identity, request)
         if request.public_key is not None:
             keys = [parse_public_key(request.public_key)]
         else:
@@ -147,73 +141,68 @@ class PushAccessService:
         checked: _Checked,
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
-        self._access.ensure_policy_recorded()
-        request_id = new_request_id()
+        self._gate.ensure_recorded()
+        asked = Asked(identity, request, checked.login, new_request_id())
         refusal: EvenError | None = None
-        with transaction(self._engine) as conn:
+        try:
+            grant = self._decide(identity, request, checked.login)
+        except (Denied, PolicyRejected) as exc:
+            refusal = exc
+
+        def begin(tx: Transaction) -> _Started | None:
             now = self._clock.now()
-            self._append(
-                conn,
-                "access.requested",
-                identity,
-                request,
-                checked,
-                request_id,
-                {
-                    "mode": "push",
-                    "fingerprint": checked.fingerprints[0],
-                    "fingerprints": checked.fingerprints,
-                    "lifetime_minutes": request.lifetime_minutes,
-                    "bastion": request.bastion,
-                    "dev_issuer": identity.dev_issuer,
-                },
-            )
-            try:
-                grant = self._decide(identity, request, checked.login)
-            except (Denied, PolicyRejected) as exc:
-                refusal = exc
-                self._deny(conn, identity, request, checked, request_id, exc, idempotency)
-            else:
-                started = self._start(conn, identity, request, checked, request_id, grant, now)
-        if refusal is not None:
+            tx.append(self._event("access.requested", asked, self._requested(asked, checked)), now)
+            if refusal is not None:
+                fingerprint = checked.fingerprints[0]
+                record_denial(tx, asked, refusal, fingerprint=fingerprint, now=self._clock.now())
+                finish(tx, identity.username, idempotency, refusal_answer(refusal))
+                return None
+            return self._start(tx, asked, checked, grant, now)
+
+        started = commit_work(self._engine, begin)
+        if started is None:
+            assert refusal is not None
             raise refusal  # only after the denial record has committed
         try:
             self._runner.grant(
                 started.plan, checked.push_keys, started.expires, timeout=self.timeout_seconds
             )
         except GrantFailed as failure:
-            self._record_failure(identity, request, checked, request_id, failure)
-        return self._record_success(identity, request, checked, request_id, started, idempotency)
+            self._record_failure(asked, checked, failure)
+        return self._record_success(asked, checked, started, idempotency)
 
     def _decide(self, identity: Identity, request: AccessRequestInput, login: str) -> Grant:
         # The push user's own key file is not the managed one; a key for it would be a
         # login able to run odd itself. Refused whatever the policy says.
         if login == self._push_user:
             raise LoginNotAllowed(f"login {login!r} is Even's push user and is never granted")
-        policy = self._access.policy
-        subject = Subject(identity.username, identity.groups)
-        rule = policy.decide(subject, hostname=request.hostname, login=login, mode="push")
-        if request.bastion is not None and request.bastion != rule.bastion:
-            raise BastionNotAllowed(f"bastion {request.bastion!r} is not allowed for this host")
-        if rule.bastion is not None and identity.username == self._push_user:
-            raise LoginNotAllowed("the requester's bastion account is Even's push user")
-        return policy.check(rule, reason=request.reason, lifetime_minutes=request.lifetime_minutes)
+
+        def vet(rule: Rule) -> None:
+            if rule.bastion is not None and identity.username == self._push_user:
+                raise LoginNotAllowed("the requester's bastion account is Even's push user")
+
+        return self._gate.decide(identity, request, login, vet=vet)
+
+    @staticmethod
+    def _requested(asked: Asked, checked: _Checked) -> dict[str, Any]:
+        return {
+            "mode": "push",
+            "fingerprint": checked.fingerprints[0],
+            "fingerprints": checked.fingerprints,
+            "lifetime_minutes": asked.request.lifetime_minutes,
+            "bastion": asked.request.bastion,
+            "dev_issuer": asked.identity.dev_issuer,
+        }
 
     def _start(
-        self,
-        conn: Connection,
-        identity: Identity,
-        request: AccessRequestInput,
-        checked: _Checked,
-        request_id: str,
-        grant: Grant,
-        now: datetime,
+        self, tx: Transaction, asked: Asked, checked: _Checked, grant: Grant, now: datetime
     ) -> _Started:
         rule = grant.rule
+        identity, request = asked.identity, asked.request
         # Rounded down: sshd's expiry-time has seconds, and must never outlast the grant.
         expires = floor_seconds(now + timedelta(minutes=grant.lifetime_minutes))
         plan = plan_push(
-            request_id=request_id,
+            request_id=asked.request_id,
             username=identity.username,
             login=checked.login,
             hostname=request.hostname,
@@ -224,18 +213,12 @@ class PushAccessService:
         details = {**_grant_details(checked, plan, expires, grant), "valid_after": rfc3339(now)}
         if identity.dev_issuer:
             details["dev_issuer"] = True
-        self._append(
-            conn,
-            "access.push_started",
-            identity,
-            request,
-            checked,
-            request_id,
-            {**details, "push": plan.as_json()},
-        )
-        conn.execute(
-            _requests.insert().values(
-                id=request_id,
+        started = {**details, "push": plan.as_json()}
+        tx.append(self._event("access.push_started", asked, started), self._clock.now())
+        access_requests.insert(
+            tx,
+            access_requests.row(
+                id=asked.request_id,
                 status="PUSHING",
                 username=identity.username,
                 login=checked.login,
@@ -246,197 +229,96 @@ class PushAccessService:
                 bastion=rule.bastion,
                 lifetime_minutes=grant.lifetime_minutes,
                 fingerprint=checked.fingerprints[0],
+                principals="[]",
                 valid_after=rfc3339(now),
                 valid_before=rfc3339(expires),
                 created=rfc3339(now),
                 last_modified=rfc3339(now),
-            )
+            ),
         )
         return _Started(plan=plan, expires=expires, details=details)
 
     def _record_success(
         self,
-        identity: Identity,
-        request: AccessRequestInput,
+        asked: Asked,
         checked: _Checked,
-        request_id: str,
         started: _Started,
         idempotency: IdempotencyKey | None,
     ) -> AccessRequestView:
-        view: AccessRequestView | None = None
+        def outcome(tx: Transaction) -> AccessRequestView | None:
+            row = access_requests.find(tx, asked.request_id)
+            if row is None or row["status"] != "PUSHING":
+                return None
+            granted = self._grant(tx, asked, started)
+            # With the grant: the stored answer exists exactly when the grant does.
+            finish(tx, asked.identity.username, idempotency, {"view": asdict(granted)})
+            return granted
+
         try:
-            with transaction(self._engine) as conn:
-                row = _row(conn, request_id)
-                if row is not None and row.status == "PUSHING":
-                    view = self._grant(conn, identity, request, checked, request_id, started)
-                    if idempotency is not None:
-                        # With the grant: the stored answer exists exactly when the grant does.
-                        answer = {"view": asdict(view)}
-                        idempotency_store.finish(conn, identity.username, idempotency.key, answer)
+            answer = commit_work(self._engine, outcome)
         except BaseException:
             # No committed outcome, so no grant: take the lines back before answering.
-            self._undo(started.plan, request_id)
+            self.lines.undo(started.plan, asked.request_id)
             raise
-        if view is None:
+        if answer is None:
             # The reconciler got here first (the push outlived push.timeout_seconds).
-            self._undo(started.plan, request_id)
+            self.lines.undo(started.plan, asked.request_id)
             raise PushFailed("the push took longer than allowed and was undone; nothing granted")
-        return view
+        return answer
 
-    def _grant(
-        self,
-        conn: Connection,
-        identity: Identity,
-        request: AccessRequestInput,
-        checked: _Checked,
-        request_id: str,
-        started: _Started,
-    ) -> AccessRequestView:
+    def _grant(self, tx: Transaction, asked: Asked, started: _Started) -> AccessRequestView:
         now = self._clock.now()
-        record = self._append(
-            conn, "access.granted", identity, request, checked, request_id, started.details
+        record = tx.append(self._event("access.granted", asked, started.details), now)
+        access_requests.set_status(
+            tx, asked.request_id, status="GRANTED", last_modified=rfc3339(now)
         )
-        conn.execute(
-            update(_requests)
-            .where(_requests.c.id == request_id)
-            .values(status="GRANTED", last_modified=rfc3339(now))
-        )
-        granted = _row(conn, request_id)
-        receipt = self._signer.receipt(record["seq"], record["hash"])
-        return _view(granted._mapping, receipt=receipt)
+        granted = access_requests.find(tx, asked.request_id)
+        assert granted is not None
+        return view(granted, receipt=self._signer.receipt(record["seq"], record["hash"]))
 
-    def _record_failure(
-        self,
-        identity: Identity,
-        request: AccessRequestInput,
-        checked: _Checked,
-        request_id: str,
-        failure: GrantFailed,
-    ) -> None:
+    def _record_failure(self, asked: Asked, checked: _Checked, failure: GrantFailed) -> None:
         """Commit `access.failed` and raise PushFailed (502); StoreUnavailable (503) if it
-        cannot be committed — the hosts are already clean, and the reconciler closes the row."""
+        cannot be committed (the reconciler then closes the row)."""
         cause = failure.cause
-        with transaction(self._engine) as conn:
-            now = self._clock.now()
-            row = _row(conn, request_id)
-            if row is not None and row.status == "PUSHING":
-                details: dict[str, Any] = {
-                    "mode": "push",
-                    "code": PushFailed.code,
-                    "error": str(cause),
-                    "host": cause.host,
-                    "cleanup": "incomplete" if failure.leftovers else "clean",
-                    "leftover_hosts": failure.leftovers,
-                    "fingerprints": checked.fingerprints,
-                }
-                self._append(conn, "access.failed", identity, request, checked, request_id, details)
-                conn.execute(
-                    update(_requests)
-                    .where(_requests.c.id == request_id)
-                    .values(
-                        status="FAILED",
-                        status_reason=f"push_failed: {cause.host}",
-                        last_modified=rfc3339(now),
-                    )
-                )
-        log.warning("push %s failed: %s (left on: %s)", request_id, cause, failure.leftovers)
-        raise PushFailed(f"could not push the key: {cause}; nothing was granted") from cause
 
-    def _deny(
-        self,
-        conn: Connection,
-        identity: Identity,
-        request: AccessRequestInput,
-        checked: _Checked,
-        request_id: str,
-        error: EvenError,
-        idempotency: IdempotencyKey | None,
-    ) -> None:
-        now = self._clock.now()
-        details: dict[str, Any] = {"code": error.code, "mode": "push"}
-        if "rule" in error.extra:
-            details["rule"] = str(error.extra["rule"])
-        self._append(conn, "access.denied", identity, request, checked, request_id, details)
-        conn.execute(
-            _requests.insert().values(
-                id=request_id,
-                status="DENIED",
-                username=identity.username,
-                login=checked.login,
-                hostname=request.hostname,
-                mode="push",
-                reason=request.reason,
-                rule=details.get("rule"),
-                bastion=request.bastion,
-                lifetime_minutes=request.lifetime_minutes or 0,
-                fingerprint=checked.fingerprints[0],
-                status_reason=error.code,
-                created=rfc3339(now),
+        def failed(tx: Transaction) -> None:
+            now = self._clock.now()
+            row = access_requests.find(tx, asked.request_id)
+            if row is None or row["status"] != "PUSHING":
+                return
+            details: dict[str, Any] = {
+                "mode": "push",
+                "code": PushFailed.code,
+                "error": str(cause),
+                "host": cause.host,
+                "cleanup": "incomplete" if failure.leftovers else "clean",
+                "leftover_hosts": failure.leftovers,
+                "fingerprints": checked.fingerprints,
+            }
+            tx.append(self._event("access.failed", asked, details), now)
+            # Lines left behind keep it on the reconciler's list (and revocable) until clean.
+            why = access_requests.CLEANUP_INCOMPLETE if failure.leftovers else None
+            access_requests.set_status(
+                tx,
+                asked.request_id,
+                status="FAILED",
+                status_reason=why or f"push_failed: {cause.host}",
                 last_modified=rfc3339(now),
             )
-        )
-        if idempotency is not None:
-            answer = {
-                "error": {
-                    "type": type(error).__name__,
-                    "code": error.code,
-                    "message": error.message,
-                    "extra": dict(error.extra),
-                }
-            }
-            idempotency_store.finish(conn, identity.username, idempotency.key, answer)
 
-    def _append(
-        self,
-        conn: Connection,
-        record_type: str,
-        identity: Identity,
-        request: AccessRequestInput,
-        checked: _Checked,
-        request_id: str,
-        details: dict[str, Any],
-    ) -> dict[str, Any]:
-        event = AuditEvent(
-            type=record_type,
-            username=identity.username,
-            login=checked.login,
-            hostname=request.hostname,
-            request_id=request_id,
-            reason=request.reason,
-            details=details,
-        )
-        return audit_store.append(conn, event, self._clock.now())
+        commit_work(self._engine, failed)
+        log.warning("push %s failed: %s (left on: %s)", asked.request_id, cause, failure.leftovers)
+        message = f"could not push the key: {cause}; nothing was granted"
+        if failure.leftovers:
+            message += (
+                f" (a line may remain on {', '.join(failure.leftovers)} until Even removes it;"
+                " revoke the request to retry now)"
+            )
+        raise PushFailed(message) from cause
 
-    # -- undo -----------------------------------------------------------------------------
-
-    def _undo(self, plan: PushPlan, request_id: str) -> None:
-        leftovers = self._runner.revoke(plan, timeout=self.timeout_seconds)
-        if leftovers:
-            log.error("push %s: lines may remain on %s until they expire", request_id, leftovers)
-
-    def pushed_plan(self, request_id: str) -> PushPlan | None:
-        """The plan recorded in the request's `access.push_started`, if it has one."""
-        with read_only(self._engine) as conn:
-            records = audit_store.records_for_request(conn, request_id)
-        for record in records:
-            if record["type"] == "access.push_started":
-                try:
-                    return plan_from_json(record["details"].get("push"))
-                except ValueError:
-                    log.error("push %s: push_started has no usable plan", request_id)
-                    return None
-        return None
-
-    def revoke_lines(self, request_id: str, *, end_sessions: bool = False) -> list[str]:
-        """Remove the request's pushed lines from every host; the hosts that stayed unclean."""
-        plan = self.pushed_plan(request_id)
-        if plan is None:
-            return []  # nothing was ever pushed for it
-        return self._runner.revoke(plan, timeout=self.timeout_seconds, end_sessions=end_sessions)
-
-
-def _row(conn: Connection, request_id: str) -> Any:
-    return conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
+    @staticmethod
+    def _event(record_type: str, asked: Asked, details: dict[str, Any]) -> AuditEvent:
+        return AuditEvent(type=record_type, **asked.event_fields(), details=details)
 
 
 def _grant_details(

@@ -4,6 +4,8 @@ A revoke commits `access.revoked` and the REVOKED status in one transaction; fro
 `GET /v1/krl` lists the grant's serials until `valid_before` + 10 minutes. The KRL's
 generation is the time (Unix seconds) of its latest change — a revocation, or a serial aging
 out — so it only grows, is the same on every replica, and does not change between changes.
+A failed push whose clean-up is incomplete (lines may remain on a host) is revocable too:
+REVOKED once every host is clean, which also takes it off the reconciler's list.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from even.clock import Clock, rfc3339
 from even.errors import Conflict, Denied, NotFound, RevokeIncomplete
 from even.identity import Identity
 from even.krl import build_krl, ca_key_blob
-from even.store import ca_keys
+from even.store import access_requests, ca_keys
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow, CertificateSerialRow
 
@@ -93,7 +95,7 @@ class RevocationService:
         """
         with read_only(self._engine) as conn:
             row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
-        if row is None or row.mode != "push" or row.status not in ("GRANTED", "EXPIRED"):
+        if row is None or row.mode != "push" or not _revocable(row):
             return  # the transaction below gives the right answer
         self._authorize(identity, row)
         assert self._push_revoker is not None
@@ -113,7 +115,7 @@ class RevocationService:
             row = self._authorize(identity, found)
             if row.status == "REVOKED":
                 return "REVOKED"
-            if row.status not in ("GRANTED", "EXPIRED"):
+            if not _revocable(row):
                 raise NotRevocable(f"a {row.status} request has nothing to revoke")
             now = self._clock.now()
             serials = [row.serial, row.bastion_serial]
@@ -185,3 +187,8 @@ class RevocationService:
             generation=generation,
             serials=sum(len(v) for v in groups.values()),
         )
+
+
+def _revocable(row: Any) -> bool:
+    """Granted (or expired) requests, and failed pushes that may still have left a line."""
+    return row.status in ("GRANTED", "EXPIRED") or access_requests.needs_cleanup(row)

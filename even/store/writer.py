@@ -10,11 +10,11 @@ transaction, so a failure only ever reaches its own caller. Every answer still l
 its own records are committed; if the commit fails, every caller in the batch gets
 StoreUnavailable and nothing of theirs exists.
 
-Pieces may also defer plain INSERTs (`BatchState.defer`) that nothing in the batch reads back:
-they run as one executemany per statement just before the commit. Besides SQL overhead this
-saves the GIL: every statement releases it and must win it back from the event loop thread,
-which costs up to a switch interval each time, so a batch of many small statements was paced
-by the other thread rather than by the database.
+Each piece runs against the transaction's unit of work (even.store.unit_of_work): the
+pieces of one batch chain their audit records on each other and defer their plain INSERTs to
+one executemany per statement just before the commit. Use cases hand the writer a `Unit`
+(`commit`/`commit_async`) and never see the batch; `run` takes raw connection work (serial
+reservations, tests).
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Engine
 
 from even.errors import EvenError, StoreUnavailable
 from even.store.db import is_store_unavailable, transaction
+from even.store.unit_of_work import Transaction, Unit
 
 T = TypeVar("T")
 MAX_BATCH = 128
@@ -49,91 +50,25 @@ class _LoopWaiter:
 
 _Waiter = Future[Any] | _LoopWaiter
 _Item = tuple[Callable[[Connection], Any], _Waiter]
-BATCH_STATE = "even.batch_state"
+TRANSACTION = "even.unit_of_work"
 
 
 class _PieceFailed(Exception):
     """One piece of a batch raised: roll the batch back and run the pieces one by one."""
 
 
-@dataclass
-class BatchState:
-    """What the pieces of one transaction may share: facts this transaction established.
-
-    Lives only inside one transaction attempt (set at BEGIN, dropped at its end), so a
-    rolled-back attempt can never leak a head that was not committed.
-    """
-
-    last_record: dict[str, Any] | None = None
-    memo: dict[str, Any] = field(default_factory=dict)
-    # Deferred INSERTs by statement, in first-use order; rows in the order they were deferred.
-    pending: dict[Any, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def defer(self, statement: Any, row: dict[str, Any]) -> None:
-        """Insert `row` at the end of this transaction, before its commit."""
-        self.pending.setdefault(statement, []).append(row)
-
-    def flush(self, conn: Connection) -> None:
-        pending, self.pending = self.pending, {}
-        for statement, rows in pending.items():
-            plan = _driver_plan(statement, conn.dialect, tuple(rows[0]))
-            if plan is None:
-                conn.execute(statement, rows)
-            else:
-                sql, order = plan
-                conn.exec_driver_sql(sql, [tuple(row[key] for key in order) for row in rows])
-
-
-# (statement, dialect name, row keys) -> (SQL, parameter order), or None for SQLAlchemy's way.
-_plans: dict[tuple[Any, str, str, tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = {}
-
-
-def _driver_plan(
-    statement: Any, dialect: Dialect, keys: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]] | None:
-    """The INSERT as the driver's own SQL, when SQLAlchemy would add nothing per row.
-
-    SQLAlchemy's executemany builds and type-processes every row's parameters (~6 us a row
-    here); the driver takes plain tuples. That is only the same thing when the compiled
-    statement's parameters are exactly the row's keys (no defaults to fill in), no column
-    type converts its value, and the paramstyle is positional; otherwise None.
-    """
-    cache_key = (statement, dialect.name, dialect.paramstyle, keys)
-    if cache_key in _plans:
-        return _plans[cache_key]
-    plan = None
-    if not isinstance(statement, Insert):
-        _plans[cache_key] = None
-        return None
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    order = compiled.positiontup
-    columns = statement.table.c
-    if (
-        order is not None
-        and set(compiled.binds) == set(keys) == set(order)
-        and len(order) == len(keys)
-        # The dialect's own type (SQLite's DateTime converts, the generic one does not).
-        and all(
-            columns[key].type.dialect_impl(dialect).bind_processor(dialect) is None for key in keys
-        )
-    ):
-        plan = (compiled.string, tuple(order))
-    _plans[cache_key] = plan
-    return plan
-
-
 def insert_row(conn: Connection, statement: Any, row: dict[str, Any]) -> None:
     """INSERT `row` now, or at the end of the group transaction if `conn` runs one."""
-    state = batch_state(conn)
-    if state is not None:
-        state.defer(statement, row)
+    tx = conn.info.get(TRANSACTION)
+    if isinstance(tx, Transaction):
+        tx.insert(statement, row)
     else:
         conn.execute(statement, row)
 
 
-def batch_state(conn: Connection) -> BatchState | None:
-    state = conn.info.get(BATCH_STATE)
-    return state if isinstance(state, BatchState) else None
+def _apply(unit: Unit[T], conn: Connection) -> T:
+    tx: Transaction = conn.info[TRANSACTION]
+    return unit.apply(tx)
 
 
 class GroupCommitWriter:
@@ -145,6 +80,14 @@ class GroupCommitWriter:
         self._start_lock = threading.Lock()
         self.batches = 0
         self.items = 0
+
+    def commit(self, unit: Unit[T]) -> T:
+        """Apply `unit` in the next group transaction; return once that has committed."""
+        return self.submit(partial(_apply, unit)).result()
+
+    async def commit_async(self, unit: Unit[T]) -> T:
+        """`commit` for a coroutine (see `run_async`)."""
+        return await self.run_async(partial(_apply, unit))
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` in the next group transaction; return once that has committed."""
@@ -238,7 +181,7 @@ class GroupCommitWriter:
             with transaction(self._engine) as conn:
                 locked = True
                 self._take_queued(batch)
-                state = conn.info[BATCH_STATE] = BatchState()
+                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True)
                 try:
                     results = []
                     for work, _ in batch:
@@ -247,14 +190,14 @@ class GroupCommitWriter:
                         except BaseException as exc:
                             raise _PieceFailed from exc
                     try:
-                        state.flush(conn)
+                        tx.flush()
                     except Exception as exc:
                         if is_store_unavailable(exc):  # the store, not a row: all get a 503
                             raise StoreUnavailable("the audit store is unavailable") from exc
                         raise _PieceFailed from exc  # whose row failed is unknown: each alone
                     return results
                 finally:
-                    conn.info.pop(BATCH_STATE, None)
+                    conn.info.pop(TRANSACTION, None)
         except EvenError:
             if not locked:
                 # No lock (busy or down store): what queued meanwhile would wait as long for
@@ -266,12 +209,12 @@ class GroupCommitWriter:
         work, waiter = item
         try:
             with transaction(self._engine) as conn:
-                state = conn.info[BATCH_STATE] = BatchState()
+                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True)
                 try:
                     result = work(conn)
-                    state.flush(conn)
+                    tx.flush()
                 finally:
-                    conn.info.pop(BATCH_STATE, None)
+                    conn.info.pop(TRANSACTION, None)
         except BaseException as exc:
             # A timeout or conflict inside the piece is a 503, never a 500.
             failure: BaseException = exc

@@ -153,6 +153,9 @@ def test_malformed_bodies(client, dev, clock, raw, content_type, status) -> None
         {"lifetime_minutes": "30"},
         {"username": "deploy", "login": "alice"},
         {"hostname": "db-1.prod.even.test\n"},
+        {"hostname": "a.0x7f"},  # an IP literal (0x7f), as odd reads it too
+        {"hostname": "localhost"},  # every machine's name: login@localhost opens them all
+        {"hostname": "app.localhost"},
     ],
 )
 def test_invalid_fields_are_422_and_issue_nothing(

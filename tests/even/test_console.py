@@ -12,12 +12,12 @@ from markupsafe import Markup
 
 from audit.signing import AuditSigner
 from even.api.app import create_app
+from even.api.console import build_console, chart
+from even.api.console.oidc import pkce_challenge
+from even.api.console.render import visible, when
+from even.api.console.sessions import SessionStore
 from even.clock import FixedClock
 from even.config import ConsoleSettings, IdentitySettings, IssuerSettings, Settings
-from even.console import build_console, chart
-from even.console.oidc import pkce_challenge
-from even.console.render import visible, when
-from even.console.sessions import SessionStore
 from even.errors import ConfigError
 from even.identity import Identity
 from even.service.audit_views import ChainCheck, DayCount

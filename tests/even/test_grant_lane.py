@@ -156,3 +156,16 @@ def test_the_lane_takes_only_grants_without_an_idempotency_key(components) -> No
         ("POST", PATH + "/"),
         ("POST", PATH + "/x/revoke"),
     ]
+
+
+def test_the_lane_is_a_setting_and_off_leaves_the_route(settings, components, clock, user_key):
+    """`grant_lane: false` builds the app without the lane; the route answers the same."""
+    plain = create_app(settings.model_copy(update={"grant_lane": False}), components=components)
+    assert all(m.cls is not GrantLane for m in plain.user_middleware)
+    assert any(
+        m.cls is GrantLane for m in create_app(settings, components=components).user_middleware
+    )
+    body = {"hostname": "db-1.prod.even.test", "reason": "debug INC-123", "public_key": user_key}
+    with TestClient(plain) as client:
+        answer = client.post(PATH, headers=auth(components, clock), json=body)
+    assert answer.status_code == 201 and answer.json()["status"] == "GRANTED"

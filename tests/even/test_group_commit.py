@@ -121,7 +121,8 @@ def test_deferred_table_inserts_go_to_the_driver_only_when_nothing_is_added_per_
 ) -> None:
     from sqlalchemy import Column, Integer, MetaData, String, Table
 
-    from even.store.writer import _driver_plan, insert_row
+    from even.store.inserts import _driver_plan
+    from even.store.writer import insert_row
 
     table = Table(
         "u",
@@ -248,7 +249,8 @@ def test_the_driver_path_is_taken_only_where_it_stores_the_same(engine, monkeypa
     from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
     from sqlalchemy.engine import Connection
 
-    from even.store.writer import _driver_plan, insert_row
+    from even.store.inserts import _driver_plan
+    from even.store.writer import insert_row
 
     metadata = MetaData()
     plain = Table("p", metadata, Column("n", Integer, primary_key=True), Column("s", String(8)))

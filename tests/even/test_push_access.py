@@ -67,6 +67,8 @@ class FakeHosts:
         self.lines: dict[str, dict[str, str]] = defaultdict(dict)
         self.calls: list[tuple[str, str | None, str]] = []
         self.fail: dict[tuple[str, str], BaseException | int] = {}
+        # Done on the host, but the answer never reaches Even (the connection drops).
+        self.lost: dict[tuple[str, str], BaseException] = {}
 
     def run(self, destination: Destination, command: str, *, timeout: float) -> CommandResult:
         via = destination.via.name if destination.via else None
@@ -78,10 +80,15 @@ class FakeHosts:
             raise failure
         if isinstance(failure, int):
             return CommandResult(failure, "", "odd: error: login 'x' does not exist on this host")
+        lost = self.lost.get((destination.name, verb))
         if verb == "grant":
             self.lines[destination.name][gid] = command
+            if lost is not None:
+                raise lost
             return CommandResult(0, f"granted {gid} login=x\n", "")
         removed = self.lines[destination.name].pop(gid, None) is not None
+        if lost is not None:
+            raise lost
         return CommandResult(0, f"revoked {gid} login=x lines={int(removed)}\n", "")
 
     def close(self) -> None:
@@ -457,3 +464,69 @@ def test_classic_api_grants_through_the_bastion(client, components, clock, hosts
     assert client.get("/access-requests", headers=auth(components, clock, "bob")).json() == []
     auditor = auth(components, clock, "carol", groups=["audit"])
     assert len(client.get("/access-requests", headers=auditor).json()) == 2
+
+
+def _lose_the_answer_and_refuse_the_first_cleanup(client, components, clock, hosts, user_keys):
+    """The target writes the line but its answer is lost; the push's own clean-up there is
+    refused. Returns the failed request's id (the line is still on the target)."""
+    register(client, components, clock, user_keys)
+    hosts.lost[(TARGET, "grant")] = HostUnreachable(TARGET, "connection reset")
+    hosts.fail[(TARGET, "revoke")] = HostUnreachable(TARGET, "connection refused")
+    r = push(client, components, clock)
+    assert r.status_code == 502 and TARGET in r.json()["detail"]
+    del hosts.lost[(TARGET, "grant")]
+    (row,) = client.get("/v1/access-requests", headers=auth(components, clock)).json()["items"]
+    assert row["status"] == "FAILED" and row["status_reason"] == "cleanup_incomplete"
+    assert hosts.hosts_with_lines() == [TARGET]  # a working key Even must still remove
+    failed = records(components, row["id"])[-1]
+    assert failed["type"] == "access.failed" and failed["details"]["cleanup"] == "incomplete"
+    assert failed["details"]["leftover_hosts"] == [TARGET]
+    return row["id"]
+
+
+def test_a_failed_push_with_a_leftover_line_stays_listed_until_the_host_is_clean(
+    client, components, clock, hosts, user_keys
+) -> None:
+    request_id = _lose_the_answer_and_refuse_the_first_cleanup(
+        client, components, clock, hosts, user_keys
+    )
+    # Still refused: the reconciler keeps it (no waiting for the push timeout).
+    assert components.jobs.reconcile_once() == []
+    assert hosts.hosts_with_lines() == [TARGET]
+    del hosts.fail[(TARGET, "revoke")]
+    assert components.jobs.reconcile_once() == [request_id]
+    assert hosts.hosts_with_lines() == []
+    last = records(components, request_id)[-1]
+    assert last["type"] == "access.failed"
+    assert last["details"]["error"] == "cleanup" and last["details"]["cleanup"] == "clean"
+    assert components.jobs.reconcile_once() == []  # off the list once clean
+    status = client.get(f"/v1/access-requests/{request_id}", headers=auth(components, clock))
+    assert status.json()["status"] == "FAILED"
+    assert status.json()["status_reason"] == "push_failed: cleanup clean"
+
+
+def test_a_failed_push_with_a_leftover_line_is_revocable_meanwhile(
+    client, components, clock, hosts, user_keys
+) -> None:
+    request_id = _lose_the_answer_and_refuse_the_first_cleanup(
+        client, components, clock, hosts, user_keys
+    )
+    url = f"/v1/access-requests/{request_id}/revoke"
+    r = client.post(url, headers=auth(components, clock))
+    assert r.status_code == 502 and r.json()["code"] == "revoke_incomplete"  # still refused
+    del hosts.fail[(TARGET, "revoke")]
+    r = client.post(url, headers=auth(components, clock))
+    assert r.status_code == 200 and r.json()["status"] == "REVOKED"
+    assert hosts.hosts_with_lines() == []
+    assert records(components, request_id)[-1]["type"] == "access.revoked"
+    assert components.jobs.reconcile_once() == []  # revoked: nothing left to reconcile
+
+
+def test_a_clean_failure_is_not_revocable(client, components, clock, hosts, user_keys) -> None:
+    register(client, components, clock, user_keys)
+    hosts.fail[(TARGET, "grant")] = HostUnreachable(TARGET, "connection refused")
+    assert push(client, components, clock).status_code == 502
+    (row,) = client.get("/v1/access-requests", headers=auth(components, clock)).json()["items"]
+    assert row["status"] == "FAILED" and row["status_reason"] == f"push_failed: {TARGET}"
+    r = client.post(f"/v1/access-requests/{row['id']}/revoke", headers=auth(components, clock))
+    assert r.status_code == 409

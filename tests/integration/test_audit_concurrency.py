@@ -9,12 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from audit.checkpoint import load_public_keys, parse_receipt
 from audit.verify import Valid, verify_jsonl
 from harness.even_server import even_command, start_even
 from harness.ports import free_port
 from tests.conftest import make_live_even_dir
+
+pytestmark = [pytest.mark.even_server]
 
 GRANTS = 200
 

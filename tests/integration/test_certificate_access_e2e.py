@@ -36,6 +36,8 @@ from harness.sshd import (
 )
 from tests.conftest import make_live_even_dir
 
+pytestmark = [pytest.mark.sshd, pytest.mark.even_server]
+
 HOST = "host-1.lab.even.test"
 OTHER_HOST = "host-2.lab.even.test"
 LOGIN = "piutest"

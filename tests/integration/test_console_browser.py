@@ -35,7 +35,7 @@ from tests.conftest import make_live_even_dir, requires_real_component
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oidc_provider import IdpUnavailable, OidcProvider, start_oidc_provider
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.idp, pytest.mark.browser]
 
 CONSOLE_CLIENT = "even-console"
 USERS = {"alice": ["sre"], "bob": [], "auditor1": ["audit"], "sec1": ["security"]}

@@ -27,6 +27,8 @@ from even.store.schema import upgrade
 from even.wiring import build_components
 from tests.conftest import make_even_dir
 
+pytestmark = [pytest.mark.idp]
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -33,7 +33,7 @@ from harness.sshd import (
 )
 from tests.conftest import requires_real_component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.sshd]
 
 HOSTNAME = "host-1.even.test"
 LOGIN = "piutest"

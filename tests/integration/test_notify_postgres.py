@@ -29,7 +29,7 @@ from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgre
 from tests.conftest import requires_real_component
 from tests.even.webhook_receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 SECRET = base64.b64encode(os.urandom(32)).decode()
 ROWS = 40
 

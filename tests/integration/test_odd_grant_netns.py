@@ -40,7 +40,7 @@ from harness.sshd import SshdUnavailable, ensure_login_user
 from odd.sshd_config import push_key_options
 from tests.conftest import requires_real_component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.netns, pytest.mark.sshd]
 
 LOGIN = "piutest"
 PUSH_USER = "root"

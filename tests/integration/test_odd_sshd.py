@@ -26,7 +26,7 @@ from harness.sshd import (
     start_sshd,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.sshd]
 
 HOSTNAME = "host-1.even.test"
 LOGIN = "piutest"

@@ -23,7 +23,7 @@ from oidc_provider import (
     start_oidc_provider,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.idp]
 
 
 def _start(**kwargs: Any) -> OidcProvider:

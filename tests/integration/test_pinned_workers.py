@@ -15,7 +15,10 @@ from harness.even_server import even_command, start_even
 from harness.ports import free_port
 from tests.conftest import make_live_even_dir
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux only"),
+    pytest.mark.even_server,
+]
 
 
 def _workers(parent: int) -> list[int]:

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from piu.cli import Runtime, cli
 from tests.conftest import requires_real_component
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.ssh_agent]
 
 HOST = "db-1.prod.even.test"
 BASTION = "odd-eu"

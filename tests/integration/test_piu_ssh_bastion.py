@@ -30,6 +30,8 @@ from harness.ports import free_port
 from harness.sshd import SshdHandle, ensure_login_user, known_hosts_line, start_sshd
 from tests.conftest import make_live_even_dir
 
+pytestmark = [pytest.mark.sshd]
+
 USER = "piutest"
 BASTION = "bastion-1.lab.even.test"
 TARGET = "db-1.behind.even.test"

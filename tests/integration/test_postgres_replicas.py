@@ -31,6 +31,8 @@ from harness.ports import free_port
 from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
 from tests.conftest import make_live_even_dir, requires_real_component
 
+pytestmark = [pytest.mark.postgres]
+
 REPLICAS = 3
 GRANTS = 300
 GRANT_PATH = "/v1/access-requests"

@@ -52,6 +52,8 @@ from harness.even_server import even_command
 from harness.postgres import PostgresCluster, PostgresDatabase, PostgresUnavailable, start_postgres
 from tests.conftest import make_even_dir, requires_real_component
 
+pytestmark = [pytest.mark.postgres]
+
 APPEND_ONLY = ("audit_records", "audit_checkpoints")
 
 

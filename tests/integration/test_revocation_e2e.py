@@ -21,6 +21,8 @@ from harness.ports import free_port
 from harness.sshd import SshdHandle, ensure_login_user, known_hosts_line, ssh_argv, start_sshd
 from tests.conftest import make_live_even_dir
 
+pytestmark = [pytest.mark.sshd]
+
 HOST = "host-1.lab.even.test"
 LOGIN = "piutest"
 

@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.even_server import even_command, start_even
 from harness.ports import free_port
 from tests.conftest import make_live_even_dir
+
+pytestmark = [pytest.mark.even_server]
 
 MAX_EXAMPLES = 40
 # A schema-valid body may still be refused with 422 by policy (reason_rejected,

@@ -22,7 +22,7 @@ from even.api.schemas import (
     AccessRequestList,
 )
 from even.identity import Identity
-from even.service.access import IdempotencyKey
+from even.service.idempotency import IdempotencyKey
 from even.service.models import ListFilters
 from even.wiring import Components
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from even.console.render import STATIC
+from even.api.console.render import STATIC
 
 router = APIRouter(prefix="/console/static", include_in_schema=False)
 FILES = {"console.css": "text/css; charset=utf-8"}

@@ -18,9 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from starlette.requests import Request
 
-from even.console.csrf import Refused, checked_form
-from even.console.sessions import LOGIN_MINUTES
-from even.console.web import (
+from even.api.console.csrf import Refused, checked_form
+from even.api.console.sessions import LOGIN_MINUTES
+from even.api.console.web import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     client_address,

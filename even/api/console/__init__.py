@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from even.api.console import routes_audit, routes_auth, routes_pages, routes_static
+from even.api.console.oidc import OidcClient
+from even.api.console.render import Renderer
+from even.api.console.sessions import SessionStore
+from even.api.console.web import Console
 from even.config import Settings
-from even.console import routes_audit, routes_auth, routes_pages, routes_static
-from even.console.oidc import OidcClient
-from even.console.render import Renderer
-from even.console.sessions import SessionStore
-from even.console.web import Console
 from even.errors import ConfigError
 from even.service.audit_views import ChainCheck
 from even.wiring import Components

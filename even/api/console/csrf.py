@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 
-from even.console.sessions import ConsoleSession
+from even.api.console.sessions import ConsoleSession
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 32

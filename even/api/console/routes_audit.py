@@ -18,10 +18,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import Request
 
 from audit.chain import canonical
-from even.console import chart
-from even.console.csrf import Refused, check_same_origin
-from even.console.sessions import ConsoleSession
-from even.console.web import AUDITOR, Console, console_of, refused, session_for, to_sign_in
+from even.api.console import chart
+from even.api.console.csrf import Refused, check_same_origin
+from even.api.console.sessions import ConsoleSession
+from even.api.console.web import AUDITOR, Console, console_of, refused, session_for, to_sign_in
 from even.errors import EvenError
 from even.service.audit_log import EventFilters
 from even.service.audit_views import grants_per_day

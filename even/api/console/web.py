@@ -15,12 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.requests import Request
 
+from even.api.console.csrf import Refused, origin_of
+from even.api.console.oidc import OidcClient
+from even.api.console.render import Renderer
+from even.api.console.sessions import ConsoleSession, SessionStore
 from even.api.problems import status_for
 from even.config import Settings
-from even.console.csrf import Refused, origin_of
-from even.console.oidc import OidcClient
-from even.console.render import Renderer
-from even.console.sessions import ConsoleSession, SessionStore
 from even.errors import EvenError, RateLimited
 from even.service.audit_views import ChainCheck
 from even.wiring import Components

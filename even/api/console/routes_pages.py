@@ -17,11 +17,11 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from even.api.console.csrf import Refused, checked_form
+from even.api.console.sessions import ConsoleSession
+from even.api.console.web import ADMIN, Console, console_of, refused, session_for, to_sign_in
 from even.api.problems import status_for
 from even.api.schemas import AccessGrantAnswer, AccessRequestBody
-from even.console.csrf import Refused, checked_form
-from even.console.sessions import ConsoleSession
-from even.console.web import ADMIN, Console, console_of, refused, session_for, to_sign_in
 from even.errors import EvenError
 from even.service.models import ListFilters
 
