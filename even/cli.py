@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -83,8 +84,9 @@ def serve(
     config_file: Path, host: str, port: int, workers: int, log_level: str, pin_workers: bool
 ) -> None:
     """Run the HTTP API."""
+    from even import metrics_dir
     from even.affinity import PIN_ENV
-    from even.api.app import CONFIG_ENV
+    from even.logs import log_config
 
     settings = _load(config_file)
     if pin_workers and not hasattr(os, "sched_setaffinity"):
@@ -100,12 +102,19 @@ def serve(
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": forwarded,
         "server_header": False,
+        # Even writes the access line itself (even.api.observe), in `log_format`.
+        "access_log": False,
+        "log_config": log_config(settings.log_format, log_level),
     }
-    os.environ[CONFIG_ENV] = str(config_file.resolve())
     os.environ.pop(PIN_ENV, None)  # only this flag asks for it
     with tempfile.TemporaryDirectory(prefix="even-serve-") as scratch:
         if pin_workers:
             os.environ[PIN_ENV] = str(Path(scratch) / "pinned-cpus.json")
+        # Before anything imports prometheus_client: this start's own metrics directory.
+        metrics_dir.prepare(Path(scratch))
+        from even.api.app import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = str(config_file.resolve())
         _serve(config_file, workers, common)
 
 
@@ -115,10 +124,16 @@ def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
     from even.affinity import pin_if_asked
     from even.api.app import create_app, tune_interpreter
     from even.config import load_settings
+    from even.supervisor import serve_workers
 
     if workers > 1:
-        uvicorn.run("even.api.app:app_from_environment", factory=True, workers=workers, **common)
+        config = uvicorn.Config(
+            "even.api.app:app_from_environment", factory=True, workers=workers, **common
+        )
+        serve_workers(config)  # SIGHUP there reloads the policy in every worker
         return
+    # Until the app's lifespan installs the reload handler, SIGHUP must not end the server.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_interpreter()
     pin_if_asked()
     try:

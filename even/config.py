@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[str] = []
     docs_enabled: bool = False
+    # Log lines: classic text, or one JSON object per line (even.logs).
+    log_format: Literal["text", "json"] = "text"
     config_dir: str = "."
 
     @classmethod

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,11 +21,15 @@ from fastapi.concurrency import run_in_threadpool
 from even.affinity import pin_if_asked
 from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
+from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
+from even.api.routes import metrics as metrics_route
 from even.clock import Clock
 from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
+from even.metrics import Metrics
+from even.reload import install_sighup
 from even.wiring import Components, build_components
 
 CONFIG_ENV = "EVEN_CONFIG_FILE"
@@ -40,6 +45,7 @@ def create_app(
     settings: Settings, *, clock: Clock | None = None, components: Components | None = None
 ) -> FastAPI:
     components = components or build_components(settings, clock)
+    metrics = Metrics(components)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -58,9 +64,14 @@ def create_app(
         # Requests in flight hold many container objects, so at the default threshold (700)
         # the collector kept scanning live requests; collecting less often is cheaper.
         gc.set_threshold(*GC_THRESHOLDS)
+        # SIGHUP re-reads policy.yaml (even.reload); `even serve --workers` forwards it here.
+        uninstall_sighup = install_sighup(
+            components, lambda result: metrics.policy_reloads.labels(result.outcome).inc()
+        )
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
         jobs = asyncio.create_task(_jobs_loop(components))
         yield
+        uninstall_sighup()
         checkpoints.cancel()
         jobs.cancel()
         if components.push is not None:
@@ -86,11 +97,15 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.components = components
+    app.state.metrics = metrics
     # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
     app.add_middleware(GrantLane, components=components)
     app.add_middleware(HardeningMiddleware)
+    # Outermost: it sees every answer (the lane's and the 413s too) for logs and metrics.
+    app.add_middleware(ObserveMiddleware, metrics=metrics, templates=lambda: app.openapi()["paths"])
     install_handlers(app)
     app.include_router(meta.router)
+    app.include_router(metrics_route.router)
     app.include_router(access.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
@@ -131,6 +146,8 @@ def tune_interpreter() -> None:
 
 
 def app_from_environment() -> FastAPI:
+    # Until the lifespan installs the reload handler, a SIGHUP must not end this worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_interpreter()
     pin_if_asked()
     return create_app(load_settings(os.environ[CONFIG_ENV]))
