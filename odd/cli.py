@@ -14,9 +14,10 @@ from pathlib import Path
 from odd import __version__
 from odd.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
 from odd.errors import OddError, UsageError
-from odd.install import DEFAULT_PREFIX, DEFAULT_PYTHON
+from odd.install import DEFAULT_PREFIX
 from odd.principals import principal_for
 from odd.sshd_config import DEFAULT_PUSH_USER, SshdPaths, render_sshd_config
+from odd.zipapp import DEFAULT_PYTHON
 
 PROG = "odd"
 
