@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -45,19 +46,42 @@ def main() -> None:
 @click.option("--audience", help="Audience Even's access tokens carry.")
 @click.option("--dev-issuer", is_flag=True, help="Create the loopback-only development issuer.")
 @click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="Also write DIRECTORY/even.service, a hardened unit for `even serve` (on an existing"
+    " directory: only the unit).",
+)
+@click.option("--systemd-user", default="even", show_default=True, help="The unit's user.")
 def init(
-    directory: Path, issuer: str | None, audience: str | None, dev_issuer: bool, base_url: str
+    directory: Path,
+    issuer: str | None,
+    audience: str | None,
+    dev_issuer: bool,
+    base_url: str,
+    systemd: bool,
+    systemd_user: str,
 ) -> None:
     """Create keys, even.yaml and a sample policy in DIRECTORY."""
     from even.init import init_directory
+    from even.systemd import write_unit
 
     try:
-        config = init_directory(
-            directory, issuer=issuer, audience=audience, dev_issuer=dev_issuer, base_url=base_url
-        )
+        if not (systemd and (directory / "even.yaml").exists()):
+            config = init_directory(
+                directory,
+                issuer=issuer,
+                audience=audience,
+                dev_issuer=dev_issuer,
+                base_url=base_url,
+            )
+            click.echo(f"wrote {config} (keys are 0600; edit policy.yaml, then `even db upgrade`)")
+        if systemd:
+            port = urlsplit(base_url).port or 8080
+            unit = write_unit(directory, user=systemd_user, port=port)
+            click.echo(f"wrote {unit} (copy it to /etc/systemd/system/; see the comment atop)")
     except ConfigError as exc:
         _fail(exc.message)
-    click.echo(f"wrote {config} (keys are 0600; edit policy.yaml, then `even db upgrade`)")
 
 
 def _is_loopback(host: str) -> bool:
