@@ -248,3 +248,23 @@ def test_json_log_lines_of_a_grant(lab: Lab) -> None:
     for secret in secrets:
         assert secret not in text
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the test process stays clean
+
+
+def test_sighup_reloads_a_single_process_server(tmp_path: Path) -> None:
+    """Without --workers there is no supervisor: the server process itself reloads."""
+    port = free_port()
+    config = make_live_even_dir(tmp_path / "even", port)
+    server = start_even(config, log_path=tmp_path / "even.log", port=port)
+    try:
+        url = server.url + "/readyz"
+        old = httpx.get(url, trust_env=False).json()["policy"]["sha256"]
+        (config.parent / "policy.yaml").write_text(TEST_POLICY + BOB_RULE, encoding="utf-8")
+        server.process.send_signal(signal.SIGHUP)
+
+        def changed() -> bool:
+            return httpx.get(url, trust_env=False).json()["policy"]["sha256"] != old
+
+        assert _wait_for(changed, 2.0), server.log_text()
+        assert server.process.poll() is None
+    finally:
+        server.stop()
