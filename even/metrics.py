@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -40,6 +41,7 @@ GRANT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 # A gauge callback yields (labels, value) pairs; labels must never name a user or a host.
 GaugeSamples = Callable[[], Iterable[tuple[dict[str, str], float]]]
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Metrics:
             registry=registry,
         )
         self.denial_codes = _codes_of(Denied, PolicyRejected)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._gauges: list[GaugeSource] = []
         self._state = StateCollector(self)
         if registry is not None:
@@ -126,15 +129,24 @@ class Metrics:
     def count_grant_answer(self, mode: str, status: int, code: str | None, seconds: float) -> None:
         """One answered access request (`POST /v1/access-requests` or the classic one)."""
         mode = mode if mode in MODES else "unknown"
-        self.grant_seconds.labels(mode).observe(seconds)
+        self.child(self.grant_seconds, mode).observe(seconds)
         if status in (200, 201):
-            self.grants.labels(mode).inc()
+            self.child(self.grants, mode).inc()
         elif code in self.denial_codes:
-            self.denials.labels(mode, code).inc()
+            self.child(self.denials, mode, code).inc()
         else:
-            self.refusals.labels(mode, code or f"http_{status}").inc()
+            self.child(self.refusals, mode, code or f"http_{status}").inc()
         if code == "push_failed":
-            self.push_failures.labels("grant").inc()
+            self.child(self.push_failures, "grant").inc()
+
+    def child(self, metric: _Labelled, *labels: str) -> _Labelled:
+        """`metric.labels(*labels)`, remembered: `labels()` validates and locks on every
+        call, a few microseconds on the grant path; the label sets are small and closed."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def exposition(self) -> bytes:
         if self._registry is not None:

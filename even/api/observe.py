@@ -31,6 +31,7 @@ GRANT_ROUTES = {("POST", "/v1/access-requests"), ("POST", "/access-requests")}
 CLASSIC_GRANT = "/access-requests"
 REVOKE_ROUTE = ("POST", "/v1/access-requests/{request_id}/revoke")
 UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class ObserveMiddleware:
@@ -85,13 +86,14 @@ class ObserveMiddleware:
             status: int = answer["status"]
             route = self._template(scope, path)
             context.route = route
-            self.metrics.requests.labels(route, method, str(status)).inc()
+            verb = method if method in METHODS else "OTHER"  # a client picks the method
+            self.metrics.child(self.metrics.requests, route, verb, str(status)).inc()
             code = _problem_code(answer["problem"]) if status >= 400 else None
             if grant:
                 mode = "push" if path == CLASSIC_GRANT else _mode(request_body)
                 self.metrics.count_grant_answer(mode, status, code, seconds)
             elif (method, route) == REVOKE_ROUTE and code == "revoke_incomplete":
-                self.metrics.push_failures.labels("revoke").inc()
+                self.metrics.child(self.metrics.push_failures, "revoke").inc()
             access_log.info(
                 "%s %s %d %.1fms",
                 method,
