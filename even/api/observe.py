@@ -48,6 +48,8 @@ class ObserveMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._static is None:
+                self._load_templates()  # at start, not on the first grant (~60 ms)
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
