@@ -31,19 +31,14 @@ from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.errors import ConfigError, StoreUnavailable
 from even.policy import Policy
-from even.store.db import transaction
+from even.store.db import read_only, transaction
 from even.wiring import Components, load_settings_policy
 
 log = logging.getLogger("even.reload")
 POLICY_LOADED = "policy.loaded"
 RELOAD_SIGNAL = signal.SIGHUP
 
-_LAST_POLICY_LOADED = (
-    select(audit_store.audit_records.c.details)
-    .where(audit_store.audit_records.c.type == POLICY_LOADED)
-    .order_by(audit_store.audit_records.c.seq.desc())
-    .limit(1)
-)
+_RECORDS = audit_store.audit_records
 
 
 @dataclass(frozen=True)
@@ -62,21 +57,41 @@ class ReloadResult:
         return "failed" if self.error else ("reloaded" if self.changed else "unchanged")
 
 
-def last_recorded_sha256(conn: Connection) -> str | None:
-    """The sha256 of the last `policy.loaded` record in the chain, if any."""
-    row = conn.execute(_LAST_POLICY_LOADED).first()
+def last_recorded(conn: Connection, *, from_seq: int = 0) -> tuple[int, str | None] | None:
+    """(seq, sha256) of the last `policy.loaded` record at or after `from_seq`, if any."""
+    query = (
+        select(_RECORDS.c.seq, _RECORDS.c.details)
+        .where(_RECORDS.c.type == POLICY_LOADED, _RECORDS.c.seq >= from_seq)
+        .order_by(_RECORDS.c.seq.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
     if row is None:
         return None
     details: dict[str, Any] = orjson.loads(row.details)
     value = details.get("sha256")
-    return value if isinstance(value, str) else None
+    return int(row.seq), value if isinstance(value, str) else None
+
+
+def last_recorded_sha256(conn: Connection) -> str | None:
+    """The sha256 of the last `policy.loaded` record in the chain, if any."""
+    found = last_recorded(conn)
+    return None if found is None else found[1]
 
 
 def record_if_new(components: Components, policy: Policy, source: str) -> bool:
     """Commit `policy.loaded` for `policy` unless it is already the last one on record;
-    True when this call wrote it. Raises StoreUnavailable."""
+    True when this call wrote it. Raises StoreUnavailable.
+
+    The last one may lie millions of records back: it is found first without the writer
+    lock, so that under the lock only the records appended since are searched, and grants
+    are not held up by a long scan.
+    """
+    with read_only(components.engine) as conn:
+        seen = last_recorded(conn)
     with transaction(components.engine) as conn:
-        if last_recorded_sha256(conn) == policy.sha256:
+        latest = last_recorded(conn, from_seq=seen[0] if seen else 0) or seen
+        if latest is not None and latest[1] == policy.sha256:
             return False
         event = AuditEvent(
             type=POLICY_LOADED,
