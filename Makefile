@@ -32,6 +32,10 @@ lint: install
 test: install system-deps idp-deps lint
 	$(BIN)/python -m pytest -q
 
+# odd as one file for hosts without pip: copy it to /usr/local/sbin/odd (docs/hosts.md).
+odd.pyz: install $(wildcard odd/*.py)
+	$(BIN)/odd build-zipapp -o $@
+
 demo: install system-deps
 	$(BIN)/python scripts/demo.py
 
@@ -48,4 +52,4 @@ bench: install system-deps
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache $(IDP)/node_modules
+	rm -rf $(VENV) odd.pyz .demo .pytest_cache .mypy_cache .ruff_cache $(IDP)/node_modules

@@ -9,6 +9,8 @@ output), and 2 for usage and I/O errors (on standard error), so a script can nev
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from audit.progress import Progress
 from audit.reconcile.command import reconcile
 
 if TYPE_CHECKING:
@@ -111,6 +114,7 @@ def _export_remote(
     try:
         secret = remote.read_token(token_file, token)
         sink = output.open("wb") if output else sys.stdout.buffer
+        progress = Progress("even-audit: export", sys.stderr)
         try:
             remote.export(
                 url,
@@ -120,8 +124,10 @@ def _export_remote(
                 since=since,
                 until=until,
                 cacert=cacert,
+                on_chunk=progress.chunk,
             )
         finally:
+            progress.done()
             if output:
                 sink.close()
     except remote.RemoteExportError as exc:
@@ -153,10 +159,13 @@ def _export_database(database_url: str, output: Path | None) -> None:
         with engine.connect() as conn:
             up_to = _export_size(store.head(conn)[0], store.latest_checkpoint(conn))
             sink = output.open("wb") if output else sys.stdout.buffer
+            progress = Progress("even-audit: export", sys.stderr, total_records=up_to)
             try:
                 for line in jsonl_lines(conn, up_to=up_to):
                     sink.write(line)
+                    progress.advance(1, len(line))
             finally:
+                progress.done()
                 if output:
                     sink.close()
     except (SQLAlchemyError, OSError) as exc:
@@ -227,18 +236,33 @@ def verify(
 
     keys = _load_keys(key_files)
     receipts, saved = _load_anchors(receipt_files, checkpoint_files)
+    progress = Progress("even-audit: verify", sys.stderr)
     try:
         with click.open_file(file, "rb") as handle:
-            verdict = verify_jsonl(_chunks(handle), keys, receipts=receipts, checkpoints=saved)
+            progress = Progress("even-audit: verify", sys.stderr, total_bytes=_size(handle))
+            chunks = _chunks(handle, progress)
+            verdict = verify_jsonl(chunks, keys, receipts=receipts, checkpoints=saved)
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror or exc}")
+    finally:
+        progress.done()
     click.echo(str(verdict))
     sys.exit(0 if isinstance(verdict, Valid) else 1)
 
 
-def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+def _chunks(handle: IO[bytes], progress: Progress) -> Iterator[bytes]:
     while chunk := handle.read(READ_CHUNK):
+        progress.chunk(chunk)
         yield chunk
+
+
+def _size(handle: IO[bytes]) -> int | None:
+    """The file's size when it is a regular file (not stdin or a pipe), for a percentage."""
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _load_keys(paths: tuple[Path, ...]) -> PublicKeys:

@@ -7,7 +7,7 @@ shell history, so it works but warns). The server audits every such export itsel
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -61,8 +61,10 @@ def export(
     since: str | None = None,
     until: str | None = None,
     cacert: Path | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> int:
-    """Stream the export into `sink`; returns the number of bytes written."""
+    """Stream the export into `sink` (showing each chunk to `on_chunk`, e.g. a progress
+    line); returns the number of bytes written."""
     params = {"format": export_format}
     if since:
         params["since"] = since
@@ -81,6 +83,8 @@ def export(
                     response.read()
                     raise RemoteExportError(_problem(response))
                 for chunk in response.iter_bytes():
+                    if on_chunk is not None:
+                        on_chunk(chunk)
                     sink.write(chunk)
                     written += len(chunk)
         except httpx.HTTPError as exc:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -44,19 +46,42 @@ def main() -> None:
 @click.option("--audience", help="Audience Even's access tokens carry.")
 @click.option("--dev-issuer", is_flag=True, help="Create the loopback-only development issuer.")
 @click.option("--base-url", default="http://127.0.0.1:8080", show_default=True)
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="Also write DIRECTORY/even.service, a hardened unit for `even serve` (on an existing"
+    " directory: only the unit).",
+)
+@click.option("--systemd-user", default="even", show_default=True, help="The unit's user.")
 def init(
-    directory: Path, issuer: str | None, audience: str | None, dev_issuer: bool, base_url: str
+    directory: Path,
+    issuer: str | None,
+    audience: str | None,
+    dev_issuer: bool,
+    base_url: str,
+    systemd: bool,
+    systemd_user: str,
 ) -> None:
     """Create keys, even.yaml and a sample policy in DIRECTORY."""
     from even.init import init_directory
+    from even.systemd import write_unit
 
     try:
-        config = init_directory(
-            directory, issuer=issuer, audience=audience, dev_issuer=dev_issuer, base_url=base_url
-        )
+        if not (systemd and (directory / "even.yaml").exists()):
+            config = init_directory(
+                directory,
+                issuer=issuer,
+                audience=audience,
+                dev_issuer=dev_issuer,
+                base_url=base_url,
+            )
+            click.echo(f"wrote {config} (keys are 0600; edit policy.yaml, then `even db upgrade`)")
+        if systemd:
+            port = urlsplit(base_url).port or 8080
+            unit = write_unit(directory, user=systemd_user, port=port)
+            click.echo(f"wrote {unit} (copy it to /etc/systemd/system/; see the comment atop)")
     except ConfigError as exc:
         _fail(exc.message)
-    click.echo(f"wrote {config} (keys are 0600; edit policy.yaml, then `even db upgrade`)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -83,8 +108,9 @@ def serve(
     config_file: Path, host: str, port: int, workers: int, log_level: str, pin_workers: bool
 ) -> None:
     """Run the HTTP API."""
+    from even import metrics_dir
     from even.affinity import PIN_ENV
-    from even.api.app import CONFIG_ENV
+    from even.logs import log_config
 
     settings = _load(config_file)
     if pin_workers and not hasattr(os, "sched_setaffinity"):
@@ -100,12 +126,19 @@ def serve(
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": forwarded,
         "server_header": False,
+        # Even writes the access line itself (even.api.observe), in `log_format`.
+        "access_log": False,
+        "log_config": log_config(settings.log_format, log_level),
     }
-    os.environ[CONFIG_ENV] = str(config_file.resolve())
     os.environ.pop(PIN_ENV, None)  # only this flag asks for it
     with tempfile.TemporaryDirectory(prefix="even-serve-") as scratch:
         if pin_workers:
             os.environ[PIN_ENV] = str(Path(scratch) / "pinned-cpus.json")
+        # Before anything imports prometheus_client: this start's own metrics directory.
+        metrics_dir.prepare(Path(scratch))
+        from even.api.app import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = str(config_file.resolve())
         _serve(config_file, workers, common)
 
 
@@ -116,10 +149,16 @@ def _serve(config_file: Path, workers: int, common: dict[str, Any]) -> None:
     from even.api.app import create_app
     from even.api.tuning import settle_heap, tune_interpreter
     from even.config import load_settings
+    from even.supervisor import serve_workers
 
     if workers > 1:
-        uvicorn.run("even.api.app:app_from_environment", factory=True, workers=workers, **common)
+        config = uvicorn.Config(
+            "even.api.app:app_from_environment", factory=True, workers=workers, **common
+        )
+        serve_workers(config)  # SIGHUP there reloads the policy in every worker
         return
+    # Until the app's lifespan installs the reload handler, SIGHUP must not end the server.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_interpreter()
     pin_if_asked()
     try:

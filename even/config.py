@@ -190,6 +190,8 @@ class Settings(BaseSettings):
     # Answer POST /v1/access-requests without FastAPI's routing (even.api.grant_lane): the
     # same answers (a test compares them), ~0.3 ms less CPU per grant; off takes the route.
     grant_lane: bool = True
+    # Log lines: classic text, or one JSON object per line (even.logs).
+    log_format: Literal["text", "json"] = "text"
     config_dir: str = "."
 
     @field_validator("notifications")

@@ -14,9 +14,10 @@ from pathlib import Path
 from odd import __version__
 from odd.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
 from odd.errors import OddError, UsageError
-from odd.install import DEFAULT_PREFIX, DEFAULT_PYTHON, install_principals_wrapper
+from odd.install import DEFAULT_PREFIX
 from odd.principals import principal_for
 from odd.sshd_config import DEFAULT_PUSH_USER, SshdPaths, render_sshd_config
+from odd.zipapp import DEFAULT_PYTHON
 
 PROG = "odd"
 
@@ -106,13 +107,13 @@ def _add_sshd_config(
 
 def _add_install(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     command = commands.add_parser(
-        "install", help="install the root-owned odd-principals wrapper for sshd"
+        "install", help="install the root-owned sbin/odd and libexec/odd-principals"
     )
     command.add_argument(
         "--prefix",
         type=Path,
         default=DEFAULT_PREFIX,
-        help="installs PREFIX/libexec/odd-principals (default: %(default)s)",
+        help="installs PREFIX/sbin/odd and PREFIX/libexec/odd-principals (default: %(default)s)",
     )
     command.add_argument(
         "--python",
@@ -120,7 +121,21 @@ def _add_install(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
         default=DEFAULT_PYTHON,
         help="interpreter readable by nobody (default: %(default)s)",
     )
+    command.add_argument(
+        "--force", action="store_true", help="replace files that differ from this odd's"
+    )
     command.set_defaults(handler=_install)
+    build = commands.add_parser(
+        "build-zipapp", help="write odd as one executable file (for hosts without pip)"
+    )
+    build.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    build.add_argument(
+        "--python",
+        type=Path,
+        default=DEFAULT_PYTHON,
+        help="the interpreter its '#!' line names (default: %(default)s)",
+    )
+    build.set_defaults(handler=_build_zipapp)
 
 
 def _add_grant_ssh_access(
@@ -169,8 +184,22 @@ def _sshd_config(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    path = install_principals_wrapper(args.prefix, python=args.python)
-    print(f"installed {path} (runs {args.python} as nobody)")
+    from odd.install import install
+
+    for item in install(args.prefix, python=args.python, force=args.force):
+        print(f"{'installed' if item.changed else 'unchanged'} {item.path}")
+    return 0
+
+
+def _build_zipapp(args: argparse.Namespace) -> int:
+    from odd.zipapp import ODD_MAIN, build
+
+    data = build(ODD_MAIN, args.python)
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+    os.chmod(args.output, 0o755)  # noqa: S103 - a program for every user, like /usr/bin's
+    print(f"wrote {args.output} (run by {args.python}; copy it to PREFIX/sbin/odd as root)")
     return 0
 
 

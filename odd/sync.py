@@ -527,7 +527,7 @@ After=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart=/usr/local/bin/odd sync --once --even-url https://even.example.org
+ExecStart=/usr/local/sbin/odd sync --once --even-url https://even.example.org
 # It writes only the two files sshd reads.
 ProtectSystem=strict
 ReadWritePaths=/etc/ssh

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from even.affinity import pin_if_asked
 from even.api.console import install_console
 from even.api.grant_lane import GrantLane
 from even.api.middleware import HardeningMiddleware
+from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import (
     access,
@@ -30,10 +32,13 @@ from even.api.routes import (
     notifications,
     trust,
 )
+from even.api.routes import metrics as metrics_route
 from even.api.tuning import settle_heap, tune_interpreter
 from even.clock import Clock
 from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
+from even.metrics import Metrics
+from even.reload import install_sighup
 from even.wiring import Components, build_components
 
 CONFIG_ENV = "EVEN_CONFIG_FILE"
@@ -46,6 +51,7 @@ def create_app(
     settings: Settings, *, clock: Clock | None = None, components: Components | None = None
 ) -> FastAPI:
     components = components or build_components(settings, clock)
+    metrics = Metrics(components)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,9 +62,14 @@ def create_app(
         except StoreUnavailable:
             # Not ready (e.g. schema not created yet); /readyz says so and the first grant retries.
             log.error("could not record policy.loaded; is the schema current (`even db upgrade`)?")
+        # SIGHUP re-reads policy.yaml (even.reload); `even serve --workers` forwards it here.
+        uninstall_sighup = install_sighup(
+            components, lambda result: metrics.policy_reloads.labels(result.outcome).inc()
+        )
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
         jobs = asyncio.create_task(_jobs_loop(components))
         yield
+        uninstall_sighup()
         checkpoints.cancel()
         jobs.cancel()
         if components.push is not None:
@@ -83,12 +94,16 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.components = components
+    app.state.metrics = metrics
     if settings.grant_lane:
         # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
         app.add_middleware(GrantLane, components=components)
     app.add_middleware(HardeningMiddleware)
+    # Outermost: it sees every answer (the lane's and the 413s too) for logs and metrics.
+    app.add_middleware(ObserveMiddleware, metrics=metrics, templates=lambda: app.openapi()["paths"])
     install_handlers(app)
     app.include_router(meta.router)
+    app.include_router(metrics_route.router)
     app.include_router(access.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
@@ -125,6 +140,8 @@ async def _jobs_loop(components: Components) -> None:
 
 def app_from_environment() -> FastAPI:
     """`even serve --workers N`'s factory (one per worker process): the serve edge."""
+    # Until the lifespan installs the reload handler, a SIGHUP must not end this worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_interpreter()
     pin_if_asked()
     app = create_app(load_settings(os.environ[CONFIG_ENV]))

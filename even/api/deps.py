@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from even.errors import InvalidToken, RateLimited
 from even.identity import Identity
+from even.logs import note_username
 from even.wiring import Components
 
 
@@ -49,6 +50,7 @@ async def authenticate(components: Components, request: Request) -> Identity:
     except InvalidToken:
         limits.failed_auth.hit(client_ip)
         raise
+    note_username(identity.username)  # for the request's log lines (even.logs)
     wait = limits.per_user.hit(identity.username)
     if wait:
         raise RateLimited("too many requests for this user", wait)

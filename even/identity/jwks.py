@@ -53,6 +53,11 @@ class JwksCache:
         self._last_attempt: datetime | None = None
         self.fetch_count = 0
 
+    @property
+    def last_success(self) -> datetime | None:
+        """When the JWKS was last fetched successfully (None: never); for the metrics."""
+        return self._last_success
+
     def key(self, kid: str) -> jwt.PyJWK | None:
         """The issuer's key for `kid`, refetching within the cooldown rules."""
         now = self._clock.now()

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import jwt
@@ -59,6 +60,15 @@ class TokenVerifier:
         self._leeway = leeway_seconds
         self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    def jwks_fetched_at(self) -> dict[str, datetime | None]:
+        """Issuer URL → when its JWKS was last fetched, for issuers whose keys are fetched
+        (the dev issuer's are Even's own and never are)."""
+        return {
+            name: getattr(issuer.keys, "last_success", None)
+            for name, issuer in self._issuers.items()
+            if not issuer.dev
+        }
 
     def verify(self, token: str) -> Identity:
         """The token's identity. A token verified before is answered from a cache keyed by its

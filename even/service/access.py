@@ -60,6 +60,12 @@ class AccessService:
     def record_policy_loaded(self, source: str) -> None:
         self._gate.record_loaded(source)
 
+    def replace_policy(self, policy: Policy) -> None:
+        """Decide with `policy` from now on; its `policy.loaded` is already committed (the
+        reload records it first: fail closed). Both modes share the gate, so both switch."""
+        self._gate.policy = policy
+        self._gate.recorded = True
+
     def ensure_policy_recorded(self) -> None:
         self._gate.ensure_recorded()
 

@@ -36,6 +36,7 @@ from harness.netns import (
     teardown,
     topology,
 )
+from harness.odd_host import install_odd, with_config, write_odd_conf
 from harness.sshd import SshdUnavailable, ensure_login_user
 from odd.sshd_config import push_key_options
 from tests.conftest import requires_real_component
@@ -101,18 +102,6 @@ def _keygen(*args: str) -> None:
     subprocess.run(["ssh-keygen", "-q", *args], check=True, capture_output=True, timeout=30)
 
 
-def _odd_wrapper(directory: Path, keys_dir: Path) -> Path:
-    """An absolute, root-owned `odd` for sshd to run: this checkout's odd, with its own config
-    (the managed directory of one sshd; push user root, no root logins)."""
-    config = directory / "odd.conf"
-    config.write_text(f"[odd]\npush_user = {PUSH_USER}\nkeys_dir = {keys_dir}\n")
-    wrapper = directory / "odd"
-    # -I: neither PYTHONPATH nor the current directory; the venv's editable install finds odd.
-    wrapper.write_text(f'#!/bin/sh\nODD_CONFIG={config} exec {sys.executable} -I -m odd "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
-
-
 def _client_config(path: Path, lab_tmp: Path, topo: Topology, user: str, key: Path) -> Path:
     """A hermetic ssh_config: names resolved here, host keys pinned, only the given key.
 
@@ -171,9 +160,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushLab]:
             )
         bastion, target = handles[topo.bastion.hostname], handles[topo.target.hostname]
         push_pub = (tmp / "push.pub").read_text().split()[:2]
+        # The odd zipapp as `odd install` writes it, run by /usr/bin/python3 alone.
+        odd = install_odd(hosts_dir / "usr-local")
         for handle, behind in ((bastion, [topo.target.hostname]), (target, [])):
-            odd = _odd_wrapper(handle.workdir, handle.authorized_keys_dir)
-            options = push_key_options(PUSH_USER, odd, behind)
+            odd_conf = write_odd_conf(
+                handle.workdir, push_user=PUSH_USER, keys_dir=handle.authorized_keys_dir
+            )
+            options = with_config(push_key_options(PUSH_USER, odd, behind), odd_conf)
             handle.push_keys_file.write_text(f"{options} {' '.join(push_pub)} even-push\n")
         (tmp / "known_hosts").write_text(
             f"{topo.bastion.hostname} {bastion.host_key_pub}\n"

@@ -49,6 +49,7 @@ from even.wiring import Components, build_components
 from harness import sshd as sshd_harness
 from harness.even_server import EvenServer, start_even
 from harness.netns import NamespacedSshd, NetnsUnavailable, Topology, create_topology
+from harness.odd_host import install_odd, with_config, write_odd_conf
 from harness.ports import free_port
 from harness.sshd import SshdUnavailable, ensure_login_user
 from odd.sshd_config import push_key_options
@@ -180,16 +181,6 @@ def _keygen(path: Path) -> Path:
     return path
 
 
-def _odd_wrapper(directory: Path, keys_dir: Path) -> Path:
-    """An absolute, root-owned `odd` for sshd to run: this checkout's, with its own config."""
-    config = directory / "odd.conf"
-    config.write_text(f"[odd]\npush_user = {PUSH_USER}\nkeys_dir = {keys_dir}\n")
-    wrapper = directory / "odd"
-    wrapper.write_text(f'#!/bin/sh\nODD_CONFIG={config} exec {sys.executable} -I -m odd "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
-
-
 def _client_config(path: Path, topo: Topology, tmp: Path, *, identity: Path | None = None) -> Path:
     """The user's ssh_config: lab names and pinned host keys; hops are spelled out by callers."""
     lines = [
@@ -267,10 +258,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             (c.parent / "push_key.pub").read_text().split()[:2]
             for c in (served_config, local_config)
         ]
+        # The odd zipapp as `odd install` writes it, run by /usr/bin/python3 alone.
+        odd = install_odd(hosts_dir / "usr-local")
         for handle, behind in ((bastion, [TARGET]), (target, [])):
-            options = push_key_options(
-                PUSH_USER, _odd_wrapper(handle.workdir, handle.authorized_keys_dir), behind
+            odd_conf = write_odd_conf(
+                handle.workdir, push_user=PUSH_USER, keys_dir=handle.authorized_keys_dir
             )
+            options = with_config(push_key_options(PUSH_USER, odd, behind), odd_conf)
             handle.push_keys_file.write_text(
                 "".join(f"{options} {' '.join(key)} even-push\n" for key in push_keys)
             )

@@ -16,8 +16,9 @@ import pytest
 
 import odd
 from odd.errors import InstallError, UnsafePath, UsageError
-from odd.install import build_wrapper, install_principals_wrapper, wrapper_path
+from odd.install import build_wrapper, install, install_principals_wrapper, odd_path, wrapper_path
 from odd.safepath import check_secure_dir, check_secure_file, check_usable_by_others
+from odd.zipapp import ODD_MAIN, build
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
@@ -195,3 +196,63 @@ def test_group_writable_file_is_unsafe(secure_dir: Path) -> None:
     check_secure_file(target)
     with pytest.raises(UnsafePath, match="not executable by other users"):
         check_usable_by_others(target)
+
+
+def test_install_writes_odd_and_the_wrapper_and_is_idempotent(secure_dir: Path) -> None:
+    prefix = secure_dir / "usr" / "local"
+    first = install(prefix, python=SYSTEM_PYTHON)
+    assert [(item.path, item.changed) for item in first] == [
+        (odd_path(prefix), True),
+        (wrapper_path(prefix), True),
+    ]
+    for item in first:
+        check_secure_file(item.path)  # root-owned, not group/other-writable, safe parents
+        assert stat.S_IMODE(item.path.stat().st_mode) == 0o755
+    odd_file = odd_path(prefix)
+    assert odd_file.read_bytes().startswith(b"#!/usr/bin/python3 -I\n")
+    # Only /usr/bin/python3 and the file itself: no venv, no PYTHONPATH, empty environment.
+    version = _run_wrapper(odd_file, "--version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"odd {odd.__version__}")
+    again = install(prefix, python=SYSTEM_PYTHON)
+    assert [item.changed for item in again] == [False, False]
+    assert sorted(os.listdir(odd_file.parent)) == ["odd"]
+
+
+def test_install_refuses_a_different_file_unless_forced(secure_dir: Path) -> None:
+    install(secure_dir, python=SYSTEM_PYTHON)
+    target = odd_path(secure_dir)
+    target.write_bytes(b"#!/bin/sh\necho someone else's\n")
+    with pytest.raises(InstallError, match="--force replaces it"):
+        install(secure_dir, python=SYSTEM_PYTHON)
+    assert target.read_bytes() == b"#!/bin/sh\necho someone else's\n"
+    assert [item.changed for item in install(secure_dir, python=SYSTEM_PYTHON, force=True)] == [
+        True,
+        False,
+    ]
+    assert target.read_bytes() == build(ODD_MAIN, SYSTEM_PYTHON)
+
+
+def test_install_refuses_an_unsafe_parent(secure_dir: Path) -> None:
+    shared = secure_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)  # group-writable: whoever is in the group could swap sbin/
+    with pytest.raises(InstallError, match="must be owned by root and not writable by group"):
+        install(shared / "usr" / "local", python=SYSTEM_PYTHON)
+    assert os.listdir(shared) == []  # refused before creating anything
+
+
+def test_build_zipapp_command(tmp_path: Path) -> None:
+    _needs(SYSTEM_PYTHON.exists(), f"{SYSTEM_PYTHON} is missing")
+    out = tmp_path / "odd.pyz"
+    result = subprocess.run(
+        [sys.executable, "-m", "odd", "build-zipapp", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == build(ODD_MAIN, SYSTEM_PYTHON)
+    version = subprocess.run(
+        [str(SYSTEM_PYTHON), "-I", str(out), "--version"], capture_output=True, text=True, env={}
+    )
+    assert version.stdout.strip() == f"odd {odd.__version__}"

@@ -22,7 +22,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
 def readyz(components: ComponentsDep) -> JSONResponse:
-    """Ready when the database answers at this build's alembic head and the CA is loaded.
+    """Ready when the database answers at this build's alembic head and the CA is loaded;
+    also names the sha256 of the policy this worker decides with.
 
     `serve` never migrates: a database behind (or ahead of) the head keeps this 503 until
     `even db upgrade` (or the matching Even) is in place. A database that does not answer
@@ -43,7 +44,12 @@ def readyz(components: ComponentsDep) -> JSONResponse:
     }
     ok = all(checks.values())
     return JSONResponse(
-        {"status": "ready" if ok else "not ready", "checks": checks},
+        {
+            "status": "ready" if ok else "not ready",
+            "checks": checks,
+            # The policy in force in this worker (it changes on SIGHUP, even.reload).
+            "policy": {"sha256": components.access.policy.sha256},
+        },
         status_code=200 if ok else 503,
         headers=None if ok else {"Retry-After": "5"},
     )
