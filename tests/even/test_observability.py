@@ -48,8 +48,8 @@ def test_reload_swaps_records_once_and_dedupes(settings: Settings, components: C
     assert first.changed and first.recorded and first.outcome == "reloaded"
     assert components.access.policy.sha256 == first.sha256 != old
     # Another worker (here: another reload of the same file) finds it on record already.
-    components.access.policy = components.access.policy.__class__(
-        document=components.access.policy.document, sha256=old
+    components.access.replace_policy(
+        components.access.policy.__class__(document=components.access.policy.document, sha256=old)
     )
     second = reload_policy(components)
     assert second.changed and not second.recorded
