@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from even.affinity import pin_if_asked
 from even.api.grant_lane import GrantLane
+from even.api.input_guard import InputGuard
 from even.api.middleware import HardeningMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import access, audit, classic, dev_issuer, keys, meta, trust
@@ -88,6 +89,8 @@ def create_app(
     app.state.components = components
     # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
     app.add_middleware(GrantLane, components=components)
+    # Control characters in the path or query never reach a route (nor a database).
+    app.add_middleware(InputGuard)
     app.add_middleware(HardeningMiddleware)
     install_handlers(app)
     app.include_router(meta.router)
