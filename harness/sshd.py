@@ -142,6 +142,7 @@ def start_sshd(
     ca_file: Path,
     krl_file: Path | None = None,
     port: int | None = None,
+    bastion_for: Sequence[str] = (),
     extra_config: Sequence[str] = (),
 ) -> SshdHandle:
     """Start sshd on 127.0.0.1 trusting `ca_file` as host `hostname`; return once it listens.
@@ -168,7 +169,7 @@ def start_sshd(
             principals_command=command,
             authorized_keys_file=keys_dir / "%u",
         )
-        odd_lines = render_sshd_config(hostname, paths)
+        odd_lines = render_sshd_config(hostname, paths, bastion_for=bastion_for)
         process, chosen, config = _launch_listening(
             workdir, port, host_key, odd_lines, extra_config
         )

@@ -562,11 +562,15 @@ class AccessService:
                     public_key=checked.public_key,
                     serial=bastion_serial,
                     key_id=f"even:{request_id}:{identity.username}:bastion",
-                    principals=[f"{identity.username}@{rule.bastion}"],
+                    # One hop only: the bastion's `odd principals` opens <target>:22 for it.
+                    principals=[f"{identity.username}@{rule.bastion}/{request.hostname}"],
                     valid_after=valid_after,
                     valid_before=valid_before,
                     extensions=["permit-port-forwarding"],
-                    critical_options=[("force-command", BASTION_FORCE_COMMAND)],
+                    critical_options=[
+                        ("force-command", BASTION_FORCE_COMMAND),
+                        *_critical_options(rule),
+                    ],
                 )
             )
         return _Signed(
