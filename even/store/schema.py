@@ -40,6 +40,7 @@ APP_GRANTS: dict[str, str] = {
     "idempotency_keys": "SELECT, INSERT, UPDATE, DELETE",
     "ca_keys": "SELECT, INSERT, UPDATE",
     "user_keys": "SELECT, INSERT, UPDATE, DELETE",
+    "krl_state": "SELECT, UPDATE",  # the revocation counter (one row, made by the migration)
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).
