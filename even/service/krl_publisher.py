@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from even.clock import Clock, rfc3339
@@ -55,14 +55,16 @@ _CHANGES = select(_krl_state.c.changes).where(_krl_state.c.id == 1)
 def record_revocation(conn: Connection) -> int:
     """Bump the revocation counter and return its new value, the revocation's number: call it
     in the transaction that records the revocation, and store the number with it."""
-    return int(
-        conn.execute(
-            update(_krl_state)
-            .where(_krl_state.c.id == 1)
-            .values(changes=_krl_state.c.changes + 1)
-            .returning(_krl_state.c.changes)
-        ).scalar_one()
-    )
+    number = conn.execute(
+        update(_krl_state)
+        .where(_krl_state.c.id == 1)
+        .values(changes=_krl_state.c.changes + 1)
+        .returning(_krl_state.c.changes)
+    ).scalar_one_or_none()
+    if number is None:  # the migration makes the row; a schema made otherwise may lack it
+        conn.execute(insert(_krl_state).values(id=1, changes=1))
+        return 1
+    return int(number)
 
 
 @dataclass(frozen=True)
