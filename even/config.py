@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from even.errors import ConfigError
+from even.issuer_urls import InsecureUrl, check_key_url
 from even.notify.settings import (
     InvalidSecret,
     NotificationSettings,
@@ -45,14 +46,11 @@ class IssuerSettings(_Strict):
     @field_validator("issuer")
     @classmethod
     def _https_or_loopback(cls, value: str) -> str:
-        if not (
-            value.startswith("https://")
-            or value.startswith("http://127.0.0.1")
-            or value.startswith("http://localhost")
-            or value.startswith("http://[::1]")
-        ):
-            raise ValueError("issuer must be https (plain http only on loopback)")
-        return value
+        # Parsed as a URL: `http://localhost.attacker.net` is not loopback (SPEC §2).
+        try:
+            return check_key_url(value, what="issuer")
+        except InsecureUrl as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def _https_or_loopback_url(value: str) -> str:

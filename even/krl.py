@@ -14,6 +14,8 @@ Invariants of what `build_krl` writes:
   input raises here instead of producing such a file.
 - Compact: runs of serials become ranges, dense clusters bitmaps, isolated serials a list;
   the choice only changes the size, never which serials are revoked (`parse_krl` round-trips).
+- Block-local: no subsection crosses a multiple of `BLOCK_SERIALS`, so a holder of many
+  serials re-encodes only the blocks that changed (`encode_block`, `krl_from_blocks`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ CA_KEY_TYPES = frozenset(
 # byte); our bitmaps stay at half that.
 OPENSSH_MAX_BIGNUM_BYTES = 2048
 MAX_BITMAP_BITS = 8192
+# Clusters (and so subsections) never cross a multiple of this, so blocks encode independently.
+BLOCK_SERIALS = 4096
 # A gap of 64 unset bits costs 8 bytes, the price of one more list entry: beyond that, start a
 # new cluster rather than pad a bitmap.
 MAX_CLUSTER_GAP = 64
@@ -107,10 +111,64 @@ def build_krl(
         target = merged.setdefault(bytes(ca_key), set())
         for serial in serials:
             target.add(_check_serial(serial))
+    sections = []
+    for ca_key, serials in merged.items():
+        blocks: dict[int, list[int]] = {}
+        for serial in sorted(serials):
+            blocks.setdefault(serial // BLOCK_SERIALS, []).append(serial)
+        sections.append((ca_key, [encode_block(blocks[b]) for b in sorted(blocks)]))
+    return krl_from_blocks(sections, generation=generation, generated_at=generated_at,
+                           comment=comment)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EncodedBlock:
+    """The serials of one block (serial // BLOCK_SERIALS), encoded: isolated serials for the
+    section's shared list subsection, and the block's range and bitmap subsections."""
+
+    listed: bytes
+    others: bytes
+
+
+def encode_block(serials: list[int]) -> EncodedBlock:
+    """Encode sorted, distinct, checked serials that all lie in one block.
+
+    Clusters never cross a block boundary, so a block's bytes depend on its serials alone: a
+    caller holding many serials re-encodes only the blocks that changed (`krl_from_blocks`),
+    and gets the bytes `build_krl` gives for the same serials.
+    """
+    listed: list[int] = []
+    others: list[bytes] = []  # ranges and bitmaps, in serial order
+    for cluster in _clusters(_runs(serials)):
+        kind, payload = _encode_cluster(cluster)
+        if kind == CERT_SERIAL_LIST:
+            listed += [s for lo, hi in cluster for s in range(lo, hi + 1)]
+        else:
+            others.append(_section(kind, payload))
+    return EncodedBlock(b"".join(struct.pack(">Q", s) for s in listed), b"".join(others))
+
+
+def krl_from_blocks(
+    sections: Iterable[tuple[bytes, Iterable[EncodedBlock]]],
+    *,
+    generation: int,
+    generated_at: datetime,
+    comment: str = "",
+) -> bytes:
+    """A KRL from (CA key blob, its encoded blocks in block order), one section per CA key in
+    byte order; CA keys must be checked and distinct (`build_krl` is the checked entry)."""
     out = bytearray(_header(generation, generated_at, comment))
-    for ca_key in sorted(merged):
-        if merged[ca_key]:
-            out += _section(SECTION_CERTIFICATES, _certificates_section(ca_key, merged[ca_key]))
+    for ca_key, blocks in sorted(sections, key=lambda section: section[0]):
+        encoded = list(blocks)
+        listed = b"".join(block.listed for block in encoded)
+        others = b"".join(block.others for block in encoded)
+        if not listed and not others:
+            continue
+        body = _string(ca_key) + _string(b"")  # CA key, reserved
+        # All isolated serials share one list subsection: one header instead of many.
+        if listed:
+            body += _section(CERT_SERIAL_LIST, listed)
+        out += _section(SECTION_CERTIFICATES, body + others)
     return bytes(out)
 
 
@@ -177,23 +235,6 @@ def _header(generation: int, generated_at: datetime, comment: str) -> bytes:
         + _string(b"")  # reserved
         + _string(comment.encode("utf-8"))
     )
-
-
-def _certificates_section(ca_key: bytes, serials: set[int]) -> bytes:
-    body = bytearray(_string(ca_key) + _string(b""))  # CA key, reserved
-    listed: list[int] = []
-    others: list[bytes] = []  # ranges and bitmaps, in serial order
-    for cluster in _clusters(_runs(sorted(serials))):
-        kind, payload = _encode_cluster(cluster)
-        if kind == CERT_SERIAL_LIST:
-            listed += [s for lo, hi in cluster for s in range(lo, hi + 1)]
-        else:
-            others.append(_section(kind, payload))
-    if listed:
-        # All isolated serials share one list subsection: one header instead of many.
-        body += _section(CERT_SERIAL_LIST, b"".join(struct.pack(">Q", s) for s in listed))
-    body += b"".join(others)
-    return bytes(body)
 
 
 def _runs(serials: list[int]) -> list[tuple[int, int]]:

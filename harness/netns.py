@@ -138,9 +138,11 @@ class Topology:
         *,
         ca_file: Path,
         push_user: str | None = None,
+        bastion_for: Sequence[str] = (),
         extra_config: Sequence[str] = (),
     ) -> NamespacedSshd:
-        """Start sshd on `node`'s address, port 22; it is stopped at teardown."""
+        """Start sshd on `node`'s address, port 22; it is stopped at teardown. `bastion_for`
+        makes it a bastion for those hosts (`odd sshd-config --bastion-for`)."""
         handle = start_sshd_in(
             node.namespace,
             workdir,
@@ -148,6 +150,7 @@ class Topology:
             hostname=node.hostname,
             ca_file=ca_file,
             push_user=push_user,
+            bastion_for=bastion_for,
             extra_config=extra_config,
         )
         self._sshds.append(handle)
@@ -280,6 +283,7 @@ def start_sshd_in(
     hostname: str,
     ca_file: Path,
     push_user: str | None = None,
+    bastion_for: Sequence[str] = (),
     extra_config: Sequence[str] = (),
 ) -> NamespacedSshd:
     """Start sshd inside `namespace`, listening on `address` port 22; return once it listens.
@@ -310,7 +314,9 @@ def start_sshd_in(
             authorized_keys_file=keys_dir / "%u",
             push_keys_file=push_keys,
         )
-        odd_lines = render_sshd_config(hostname, paths, push_user=push_user)
+        odd_lines = render_sshd_config(
+            hostname, paths, push_user=push_user, bastion_for=bastion_for
+        )
         config = _write_config(workdir, address, host_key, [*extra_config, odd_lines])
         process = _launch_listening(namespace, config, workdir / "sshd.log", address)
     except BaseException:

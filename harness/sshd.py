@@ -146,6 +146,7 @@ def start_sshd(
     ca_file: Path,
     krl_file: Path | None = None,
     port: int | None = None,
+    bastion_for: Sequence[str] = (),
     extra_config: Sequence[str] = (),
     syslog: bool = False,
 ) -> SshdHandle:
@@ -176,7 +177,7 @@ def start_sshd(
             principals_command=command,
             authorized_keys_file=keys_dir / "%u",
         )
-        odd_lines = render_sshd_config(hostname, paths)
+        odd_lines = render_sshd_config(hostname, paths, bastion_for=bastion_for)
         process, chosen, config = _launch_listening(
             workdir, port, host_key, odd_lines, extra_config, receiver
         )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from odd import __version__
+from odd.bastion import bastion_lines
 from odd.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
 from odd.errors import OddError, UsageError
 from odd.install import DEFAULT_PREFIX
@@ -66,7 +67,20 @@ def _add_principals(
         help="print the principal USER@HOSTNAME (sshd's AuthorizedPrincipalsCommand)",
     )
     command.add_argument("--hostname", help="this host's fully qualified name")
+    command.add_argument(
+        "--bastion-for",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="this host is a bastion for hosts matching GLOB (repeatable); needs KEY",
+    )
     command.add_argument("user", metavar="USER", help="the login sshd is authenticating")
+    command.add_argument(
+        "key",
+        metavar="KEY",
+        nargs="?",
+        help="on a bastion: the certificate, base64 (sshd's %%k)",
+    )
     command.set_defaults(handler=_principals)
 
 
@@ -88,8 +102,9 @@ def _add_sshd_config(
         "--bastion-for",
         action="append",
         default=[],
-        metavar="HOST",
-        help="with --push: this host is a bastion for HOST (repeatable)",
+        metavar="GLOB",
+        help="this host is a bastion for hosts matching GLOB (repeatable; with --push, "
+        "exact hostnames, which Even's push key may reach)",
     )
     for option, default in [
         ("--ca-file", defaults.ca_file),
@@ -160,6 +175,15 @@ def _grant_ssh_access(args: argparse.Namespace) -> int:
 
 
 def _principals(args: argparse.Namespace) -> int:
+    if args.bastion_for:
+        # A bastion is no login host: only the hop each certificate names, nothing else.
+        if args.key is None:
+            raise UsageError("--bastion-for needs the certificate (sshd's %k) after USER")
+        for line in bastion_lines(args.user, _hostname(args), args.bastion_for, args.key):
+            print(line)
+        return 0
+    if args.key is not None:
+        raise UsageError("KEY is only read on a bastion (--bastion-for)")
     print(principal_for(args.user, _hostname(args)))
     return 0
 
@@ -173,8 +197,6 @@ def _sshd_config(args: argparse.Namespace) -> int:
         push_keys_file=args.push_keys_file,
         odd_command=args.odd_command,
     )
-    if args.bastion_for and not args.push:
-        raise UsageError("--bastion-for needs --push")
     push_user = args.push_user if args.push else None
     text = render_sshd_config(
         _hostname(args), paths, push_user=push_user, bastion_for=args.bastion_for

@@ -149,6 +149,13 @@ class _Reader:
         self._offset = start + length
         return self._data[start : self._offset]
 
+    def take(self, count: int) -> bytes:
+        """`count` raw bytes (fixed-size fields such as a certificate's serial)."""
+        if len(self._data) - self._offset < count:
+            raise InvalidKey("key blob is truncated")
+        self._offset += count
+        return self._data[self._offset - count : self._offset]
+
     def mpint(self) -> int:
         """A non-negative multiple-precision integer in its one canonical form."""
         raw = self.string()

@@ -8,6 +8,7 @@ FastAPI keeps hostile input away from the framework's lenient defaults.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -17,6 +18,7 @@ from even.api.problems import ProblemError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 8
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -34,12 +36,35 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _depth(value: Any, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
+def _check_tree(value: Any) -> None:
+    """Depth and string checks over the parsed body, without recursion.
+
+    Iterative on purpose: json.loads accepts nesting far deeper than a recursive walk can
+    follow from inside the server's own stack (a 900-deep body raised RecursionError, a 500).
+    NUL and lone surrogates are refused in every key and string: no field accepts them, and
+    PostgreSQL cannot store NUL in text.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        # The depth of a value is the level of its deepest leaf (the top object is level 1).
+        if level > MAX_DEPTH:
+            raise ProblemError(422, "too_deep", "the JSON body is nested too deeply")
+        if isinstance(item, str):
+            _check_string(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(key)
+                stack.append((child, level + 1))
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+
+
+def _check_string(text: str) -> None:
+    if "\x00" in text:
+        raise ProblemError(422, "invalid_request", "NUL is not allowed in any field")
+    if _SURROGATE_RE.search(text):
+        raise ProblemError(422, "invalid_request", "lone surrogates are not allowed")
 
 
 async def read_json(request: Request, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
@@ -61,8 +86,7 @@ async def read_json(request: Request, model: type[ModelT], *, allow_empty: bool 
         raise ProblemError(422, "duplicate_key", f"duplicate JSON key {str(exc)[:64]!r}") from exc
     except (ValueError, RecursionError) as exc:
         raise ProblemError(400, "malformed_json", "the body is not valid JSON") from exc
-    if _depth(data) > MAX_DEPTH:
-        raise ProblemError(422, "too_deep", "the JSON body is nested too deeply")
+    _check_tree(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

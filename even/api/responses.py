@@ -14,7 +14,8 @@ _DESCRIPTIONS = {
     409: "The first request with this Idempotency-Key is still in flight",
     413: "Body too large",
     415: "Content type is not application/json",
-    422: "Invalid field, or the policy's reason/lifetime conditions are not met",
+    422: "Invalid field or control character in the path or query, or the policy's "
+    "reason/lifetime conditions are not met",
     429: "Rate limited",
     502: "A host could not be pushed to (or cleaned); nothing was granted",
     503: "Store or identity provider unavailable; nothing was issued",

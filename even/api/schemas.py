@@ -30,6 +30,15 @@ def _reject_unsafe_text(value: str, field: str, *, allow_controls: bool) -> str:
     return value
 
 
+def check_reason(value: str) -> str:
+    """A grant's or a revoke's reason: no NUL or lone surrogate, not only whitespace. Other
+    control and bidi characters are kept verbatim (shown escaped by readers)."""
+    _reject_unsafe_text(value, "reason", allow_controls=True)
+    if not value.strip():
+        raise ValueError("reason: must not be only whitespace")
+    return value
+
+
 class AccessRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -53,11 +62,7 @@ class AccessRequestBody(BaseModel):
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        # Other control and bidi characters are kept verbatim (shown escaped by readers).
-        _reject_unsafe_text(value, "reason", allow_controls=True)
-        if not value.strip():
-            raise ValueError("reason: must not be only whitespace")
-        return value
+        return check_reason(value)
 
     @model_validator(mode="after")
     def _login_alias(self) -> AccessRequestBody:

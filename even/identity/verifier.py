@@ -34,6 +34,8 @@ class KeySource(Protocol):
 
     def key(self, kid: str) -> jwt.PyJWK | None: ...
 
+    def is_current(self, kid: str, key: jwt.PyJWK) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -51,6 +53,17 @@ class TrustedIssuer:
     dev: bool = False
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token verified once: who it names, until when, and the key that vouched for it."""
+
+    identity: Identity
+    expires: float
+    keys: KeySource
+    kid: str
+    key: jwt.PyJWK
+
+
 class TokenVerifier:
     def __init__(
         self, issuers: list[TrustedIssuer], *, clock: Clock, leeway_seconds: int = 60
@@ -58,7 +71,7 @@ class TokenVerifier:
         self._issuers = {issuer.settings.issuer: issuer for issuer in issuers}
         self._clock = clock
         self._leeway = leeway_seconds
-        self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def jwks_fetched_at(self) -> dict[str, datetime | None]:
@@ -72,7 +85,9 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Identity:
         """The token's identity. A token verified before is answered from a cache keyed by its
-        SHA-256 until its own `exp` (+ leeway), exactly as long as a fresh check would pass."""
+        SHA-256 until its own `exp` (+ leeway), and only while the key that signed it is still
+        in the issuer's current JWKS within max staleness: exactly as long as a fresh check
+        would pass."""
         return self.verify_until(token)[0]
 
     def verify_until(self, token: str) -> tuple[Identity, float]:
@@ -80,43 +95,43 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("the token is not a JWT")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        now = self._clock.now().timestamp()
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached.identity, cached.expires
+        verified = self._verify_uncached(token)
         with self._cache_lock:
-            entry = self._cache.get(digest)
-            if entry is not None and now > entry[1] + self._leeway:
-                del self._cache[digest]
-                entry = None
-        if entry is not None:
-            return entry
-        identity, expires = self._verify_uncached(token)
-        with self._cache_lock:
-            self._cache[digest] = (identity, expires)
+            self._cache[digest] = verified
             if len(self._cache) > MAX_CACHED_TOKENS:
                 self._cache.popitem(last=False)
-        return identity, expires
+        return verified.identity, verified.expires
 
     def cached(self, token: str) -> Identity | None:
-        """The identity of a token verified before and still within its exp, else None.
+        """The identity of a token verified before, still within its exp and under a current
+        key, else None.
 
         Pure CPU and no I/O, so an event loop may call it; `verify` does the rest.
         """
         if len(token) > MAX_TOKEN_LENGTH:
             return None
-        return self._cached(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+        entry = self._cached(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+        return None if entry is None else entry.identity
 
-    def _cached(self, digest: bytes) -> Identity | None:
+    def _cached(self, digest: bytes) -> _Verified | None:
         now = self._clock.now().timestamp()
         with self._cache_lock:
             entry = self._cache.get(digest)
             if entry is None:
                 return None
-            identity, expires = entry
-            if now <= expires + self._leeway:
-                return identity
-            del self._cache[digest]
+            if now > entry.expires + self._leeway:
+                del self._cache[digest]
+                return None
+        # Outside the cache lock: the key source takes its own. A key that left the JWKS, or
+        # keys past their max staleness, send the token back through the full check.
+        if not entry.keys.is_current(entry.kid, entry.key):
             return None
+        return entry
 
-    def _verify_uncached(self, token: str) -> tuple[Identity, float]:
+    def _verify_uncached(self, token: str) -> _Verified:
         # verify() has already checked the length and the three parts.
         header = _header(token)
         issuer = self._issuer_for(token)
@@ -148,7 +163,7 @@ class TokenVerifier:
             subject=str(claims.get("sub", "")),
             dev_issuer=issuer.dev,
         )
-        return identity, float(claims["exp"])
+        return _Verified(identity, float(claims["exp"]), issuer.keys, kid, key)
 
     def _issuer_for(self, token: str) -> TrustedIssuer:
         try:
@@ -234,7 +249,10 @@ def _username(claims: Mapping[str, Any], settings: IssuerSettings) -> str:
 
 
 def _groups(claims: Mapping[str, Any], settings: IssuerSettings) -> tuple[str, ...]:
+    """The token's groups, under the issuer's `username_prefix` like its usernames, so a second
+    IdP can never assert the first one's `security`, `audit` or a rule's group (SPEC §2)."""
     value = claims.get(settings.groups_claim, [])
     if not isinstance(value, list):
         return ()
-    return tuple(sorted({g for g in value if isinstance(g, str) and 0 < len(g) <= 256}))
+    prefix = settings.username_prefix
+    return tuple(sorted({prefix + g for g in value if isinstance(g, str) and 0 < len(g) <= 256}))

@@ -17,7 +17,7 @@ from typing import Any
 from audit.chain import AuditEvent, SealTemplate
 from even.ca import CertificateRequest, UserCA
 from even.clock import rfc3339
-from even.names import host_principal
+from even.names import bastion_principal, host_principal
 from even.policy import Grant, Rule
 from even.service.admission import Asked
 from even.sshkeys import ParsedPublicKey
@@ -115,11 +115,15 @@ def sign(
                 public_key=public_key,
                 serial=bastion_serial,
                 key_id=f"even:{asked.request_id}:{username}:bastion",
-                principals=[f"{username}@{rule.bastion}"],
+                # One hop only: the bastion's `odd principals` opens <target>:22 for it.
+                principals=[bastion_principal(username, rule.bastion, asked.request.hostname)],
                 valid_after=valid_after,
                 valid_before=valid_before,
                 extensions=["permit-port-forwarding"],
-                critical_options=[("force-command", BASTION_FORCE_COMMAND)],
+                critical_options=[
+                    ("force-command", BASTION_FORCE_COMMAND),
+                    *critical_options(rule),
+                ],
             )
         )
     return Signed(

@@ -10,11 +10,7 @@ REVOKED once every host is clean, which also takes it off the reconciler's list.
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,15 +21,13 @@ from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
 from even.errors import Conflict, Denied, NotFound, RevokeIncomplete
 from even.identity import Identity
-from even.krl import build_krl, ca_key_blob
-from even.store import access_requests, ca_keys
+from even.service.krl_publisher import Krl, KrlPublisher, record_revocation
+from even.store import access_requests
 from even.store.db import read_only, transaction
-from even.store.tables import AccessRequestRow, CertificateSerialRow
+from even.store.tables import AccessRequestRow
 
-KRL_GRACE = timedelta(minutes=10)
 REVOKERS = frozenset({"admin"})
 _requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
-_serials = CertificateSerialRow.__table__  # type: ignore[attr-defined]
 
 
 class RevokeNotAllowed(Denied):
@@ -44,18 +38,6 @@ class NotRevocable(Conflict):
     """409: the request was never granted (denied or failed)."""
 
     code = "not_revocable"
-
-
-@dataclass(frozen=True)
-class Krl:
-    body: bytes
-    etag: str
-    generation: int
-    serials: int
-
-
-def _parse(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class RevocationService:
@@ -72,6 +54,7 @@ class RevocationService:
         self._roles_for = roles_for
         # Push mode: removes a grant's lines from its hosts, returns the hosts left unclean.
         self._push_revoker = push_revoker
+        self._krl = KrlPublisher(engine=engine, clock=clock)
 
     def _authorize(self, identity: Identity, row: Any) -> Any:
         """The row if `identity` may revoke it; NotFound / RevokeNotAllowed otherwise."""
@@ -140,53 +123,31 @@ class RevocationService:
                 ),
                 now,
             )
+            # Numbered, so GET /v1/krl notices with one read and fetches exactly this one.
+            number = record_revocation(conn)
             conn.execute(
                 update(_requests)
                 .where(_requests.c.id == request_id)
                 .values(
                     status="REVOKED",
                     revoked_at=rfc3339(now),
+                    revocation_seq=number,
                     revoked_by=identity.username,
                     status_reason=reason or "revoked",
                     last_modified=rfc3339(now),
                     last_modified_by=identity.username,
                 )
             )
+        self._krl.invalidate()  # committed: this replica's KRL shows it at the next call
         return "REVOKED"
 
     def krl(self) -> Krl:
-        now = self._clock.now()
-        with read_only(self._engine) as conn:
-            rows = conn.execute(
-                select(
-                    _serials.c.serial,
-                    _serials.c.ca_fingerprint,
-                    _serials.c.valid_before,
-                    _requests.c.revoked_at,
-                )
-                .join(_requests, _requests.c.id == _serials.c.request_id)
-                .where(_requests.c.status == "REVOKED")
-            ).all()
-            lines = {k.fingerprint: k.public_line for k in ca_keys.all_keys(conn)}
-        groups: dict[bytes, list[int]] = defaultdict(list)
-        change = datetime.fromtimestamp(0, UTC)
-        for serial, fingerprint, valid_before, revoked_at in rows:
-            ages_out = _parse(valid_before) + KRL_GRACE
-            change = max(change, _parse(revoked_at))
-            if ages_out <= now:
-                change = max(change, ages_out)  # dropping it is a change too
-                continue
-            if fingerprint in lines:
-                groups[ca_key_blob(lines[fingerprint])].append(int(serial))
-        generation = int(change.timestamp())
-        body = build_krl(groups.items(), generation=generation, generated_at=change, comment="even")
-        etag = '"' + hashlib.sha256(body).hexdigest() + '"'
-        return Krl(
-            body=body,
-            etag=etag,
-            generation=generation,
-            serials=sum(len(v) for v in groups.values()),
-        )
+        """The current KRL; rebuilt only when a revocation or an expiry changed it."""
+        return self._krl.current()
+
+    def fresh_krl(self) -> Krl | None:
+        """The KRL without I/O if it is known current, else None (then call `krl`)."""
+        return self._krl.fresh()
 
 
 def _revocable(row: Any) -> bool:

@@ -51,6 +51,7 @@ APP_GRANTS: dict[str, str] = {
     # Console sign-ins and sessions: created, read, deleted (sign-out, expiry); never updated.
     "console_sessions": "SELECT, INSERT, DELETE",
     "console_logins": "SELECT, INSERT, DELETE",
+    "krl_state": "SELECT, UPDATE",  # the revocation counter (one row, made by the migration)
     VERSION_TABLE: "SELECT",  # /readyz compares the revision
 }
 # Sequences behind autoincrementing keys: the app draws serials (nextval needs USAGE).

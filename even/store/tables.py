@@ -39,6 +39,8 @@ class AccessRequestRow(SQLModel, table=True):
     bastion_certificate: str | None = None
     status_reason: str | None = None
     revoked_at: str | None = None
+    # The revocation's number (krl_state.changes after it): GET /v1/krl reads those after N.
+    revocation_seq: int | None = Field(default=None, index=True, sa_type=BigInteger)
     revoked_by: str | None = Field(default=None, max_length=64)
     created: str
     last_modified: str
@@ -52,8 +54,18 @@ class CertificateSerialRow(SQLModel, table=True):
     serial: int | None = Field(default=None, primary_key=True, sa_type=Serial)
     request_id: str = Field(index=True, max_length=36)
     purpose: str = Field(max_length=16)  # "target" or "bastion"
-    valid_before: str
+    valid_before: str = Field(index=True)  # the KRL keeps only those not yet expired
     ca_fingerprint: str | None = Field(default=None, max_length=64)
+
+
+class KrlStateRow(SQLModel, table=True):
+    """One row: a counter every revocation bumps in its own transaction, so `GET /v1/krl` can
+    tell "nothing revoked since" with one primary-key read, however many grants exist."""
+
+    __tablename__ = "krl_state"
+
+    id: int = Field(default=1, primary_key=True)
+    changes: int = Field(default=0, sa_type=BigInteger)
 
 
 class IdempotencyKeyRow(SQLModel, table=True):

@@ -154,9 +154,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushLab]:
         for key in ("ca", "push", "user"):
             _keygen("-t", "ed25519", "-N", "", "-C", "", "-f", str(tmp / key))
         handles = {}
-        for node in (topo.bastion, topo.target):
+        for node, behind in ((topo.bastion, [topo.target.hostname]), (topo.target, [])):
+            # `odd sshd-config --push --bastion-for TARGET` on the bastion: local forwarding only.
             handles[node.hostname] = topo.start_sshd(
-                node, hosts_dir / node.hostname, ca_file=tmp / "ca.pub", push_user=PUSH_USER
+                node,
+                hosts_dir / node.hostname,
+                ca_file=tmp / "ca.pub",
+                push_user=PUSH_USER,
+                bastion_for=behind,
             )
         bastion, target = handles[topo.bastion.hostname], handles[topo.target.hostname]
         push_pub = (tmp / "push.pub").read_text().split()[:2]
@@ -246,6 +251,18 @@ def test_push_then_jump_to_the_target_and_nothing_else(lab: PushLab) -> None:
             capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
         assert hop.returncode != 0, destination
+
+    # No listener on the bastion (-R): the pushed line allows forwarding, the bastion's
+    # sshd_config only the local kind.
+    remote = subprocess.run(
+        ["ssh", "-F", str(lab.user_config), "-o", "ExitOnForwardFailure=yes", "-N",
+         "-R", "127.0.0.1:2222:127.0.0.1:22", bastion],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert remote.returncode == 255
+    assert "remote port forwarding failed" in remote.stderr, remote.stderr
+    probe = "import socket; socket.create_connection(('127.0.0.1', 2222), 2)"
+    assert lab.topo.run(lab.topo.bastion, [sys.executable, "-c", probe]).returncode != 0
 
     listed = lab.push(target, "list")
     assert listed.returncode == 0

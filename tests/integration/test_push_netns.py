@@ -238,9 +238,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ca_file = _keygen(tmp / "ca").with_suffix(".pub")  # certificates are not used here
         handles = {
             node.hostname: topo.start_sshd(
-                node, hosts_dir / node.hostname, ca_file=ca_file, push_user=PUSH_USER
+                node,
+                hosts_dir / node.hostname,
+                ca_file=ca_file,
+                push_user=PUSH_USER,
+                bastion_for=behind,  # the bastion: `odd sshd-config --push --bastion-for`
             )
-            for node in (topo.bastion, topo.target)
+            for node, behind in ((topo.bastion, [TARGET]), (topo.target, []))
         }
         bastion, target = handles[BASTION], handles[TARGET]
         known_hosts = tmp / "even_known_hosts"  # Even's pins: the names it uses

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.even_server import even_command, start_even
-from harness.ports import free_port
-from tests.conftest import make_live_even_dir
+from harness.even_server import even_command
+from tests.integration.test_hostile_input import postgres_cluster, start_backend
+
+__all__ = ["postgres_cluster"]  # the fixture start_backend asks for on PostgreSQL
 
 pytestmark = [pytest.mark.even_server]
 
@@ -26,10 +27,12 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 SEED = 9457
 
 
-def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path: Path) -> None:
-    port = free_port()
-    config = make_live_even_dir(tmp_path / "even", port, generous_limits=True)
-    server = start_even(config, log_path=tmp_path / "even.log", port=port)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """On both database backends: PostgreSQL refuses input SQLite stores (NUL in text)."""
+    server, config = start_backend(backend, tmp_path, request)
     try:
         token = subprocess.run(
             [

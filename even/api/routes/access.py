@@ -9,17 +9,19 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit.chain import canonical
 from even.api.body import read_json
 from even.api.deps import ComponentsDep, IdentityDep
 from even.api.responses import problems
 from even.api.schemas import (
+    MAX_REASON,
     AccessGrantAnswer,
     AccessRequestBody,
     AccessRequestItem,
     AccessRequestList,
+    check_reason,
 )
 from even.identity import Identity
 from even.service.idempotency import IdempotencyKey
@@ -105,7 +107,7 @@ def list_access_requests(
 @router.get(
     "/{request_id}",
     response_model=AccessRequestItem,
-    responses=problems(401, 404, 429, 503),
+    responses=problems(401, 404, 422, 429, 503),
 )
 def get_access_request(
     request_id: str, components: ComponentsDep, identity: IdentityDep
@@ -117,7 +119,13 @@ def get_access_request(
 class RevokeBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str | None = Field(default=None, min_length=1, max_length=1024)
+    reason: str | None = Field(default=None, min_length=1, max_length=MAX_REASON)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str | None) -> str | None:
+        # The same rules as a grant's reason: it lands in the audit record beside it.
+        return None if value is None else check_reason(value)
 
 
 @router.post(

@@ -48,7 +48,10 @@ async def ca_keys(request: Request, components: ComponentsDep) -> Response:
 )
 async def krl(request: Request, components: ComponentsDep) -> Response:
     """An OpenSSH KRL of revoked serials (until valid_before + 10 min); the generation grows."""
-    document = await run_in_threadpool(components.revocation.krl)
+    # Known current (no I/O): answered on the event loop; else a thread reads the counter.
+    document = components.revocation.fresh_krl()
+    if document is None:
+        document = await run_in_threadpool(components.revocation.krl)
     if _not_modified(request, document.etag):
         return Response(status_code=304, headers={"ETag": document.etag})
     return KrlResponse(document.body, headers={"ETag": document.etag})
