@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.baseline import KeygenResult
-from bench.cli_timing import Timing
+from bench.cli_timing import Timing, ssh_overhead_ms
 from bench.even_target import AuditCheck
 from bench.load import WrkResult
 
@@ -187,11 +187,17 @@ def render(report: Report) -> str:
             f"| `{timing.label}` | {timing.median_s * 1000:.0f} ms | {timing.min_s * 1000:.0f} ms "
             f"| {timing.max_s * 1000:.0f} ms | {timing.runs} | {timing.tool} |"
         )
+    overhead = ssh_overhead_ms(list(report.timings))
+    if overhead is not None:
+        out += ["", f"**`piu ssh` overhead over ssh: {overhead:.0f} ms** (median difference)."]
     out += [
         "",
         "`piu request-access` is timed from process start to the certificate written and the "
         "process exited, against the same Even over loopback (HOME in a temporary directory, "
-        "no ssh-agent, bytecode cache warm as for an installed package).",
+        "no ssh-agent, bytecode cache warm as for an installed package). `piu ssh` runs with "
+        "that certificate held and execs an `ssh` that is /bin/true (first on PATH), so it "
+        "times piu's own work: finding the grant, checking its certificate, building the "
+        "command; the stand-in alone is timed too, and the overhead is the difference.",
         "",
         "## Every run",
         "",
