@@ -121,7 +121,7 @@ def log(message: str) -> None:
 def describe_run(label: str, result: WrkResult) -> str:
     wall = result.cpu.wall
     return (
-        f"{label:<28} c={result.connections:<3} {result.ok_per_second:8,.0f}/s  "
+        f"{label:<36} c={result.connections:<3} {result.ok_per_second:8,.0f}/s  "
         f"p50 {result.latency_us['p50'] / 1000:7.1f} ms  "
         f"p99 {result.latency_us['p99'] / 1000:7.1f} ms  "
         f"non-2xx {result.non2xx}  socket errors {sum(result.socket_errors.values())}  "
