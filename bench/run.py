@@ -46,8 +46,6 @@ from bench.procs import Processes, wait_until_quiet  # noqa: E402
 from bench.report import Report, render  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 
-OPENBAO = "OpenBao"
-OPENBAO_ROOT = "OpenBao, root token"
 QUIET_CORES = 0.3
 KEYGEN_DEFAULT, KEYGEN_MAX = 500, 5000
 
@@ -78,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--no-postgres", action="store_true", help="skip Even on PostgreSQL")
     add("--no-openbao", action="store_true", help="skip OpenBao")
     add("--no-openbao-root", action="store_true", help="skip the runs with OpenBao's root token")
+    add(
+        "--no-openbao-default",
+        action="store_true",
+        help="skip the runs with a sign-only token that also carries OpenBao's default policy",
+    )
     add("--keygen-count", type=int, help="certificates for the ssh-keygen loop")
     add("--piu-runs", type=int, help="runs per piu timing (default 20)")
     add("--quiet-wait", type=float, help="wait up to S s for an idle machine before each run")
@@ -118,7 +121,7 @@ def log(message: str) -> None:
 def describe_run(label: str, result: WrkResult) -> str:
     wall = result.cpu.wall
     return (
-        f"{label:<28} c={result.connections:<3} {result.ok_per_second:8,.0f}/s  "
+        f"{label:<36} c={result.connections:<3} {result.ok_per_second:8,.0f}/s  "
         f"p50 {result.latency_us['p50'] / 1000:7.1f} ms  "
         f"p99 {result.latency_us['p99'] / 1000:7.1f} ms  "
         f"non-2xx {result.non2xx}  socket errors {sum(result.socket_errors.values())}  "
@@ -195,26 +198,17 @@ class Bench:
             return
         directory = self.workdir / "openbao"
         bao = openbao.start(self.processes, directory, port=free_port(), cluster_port=free_port())
-        tokens = [bao.client_token() for _ in range(self.args.tokens)]
-        openbao.check_sign(bao, tokens[0], self.keys[0])
-        requests = write_requests(
-            directory / "requests.tsv",
-            openbao.URL_PATH,
-            openbao.request_headers(tokens),
-            map(openbao.request_body, self.keys),
+        files = openbao.request_files(
+            bao,
+            directory,
+            self.keys,
+            self.args.tokens,
+            with_default=not self.args.no_openbao_default,
+            root=not self.args.no_openbao_root,
         )
-        self.targets[OPENBAO] = Target(bao.url, requests, (bao.pid,))
-        log(f"{OPENBAO} {self.bao_version}: {bao.url}, pid {bao.pid}")
-        if not self.args.no_openbao_root:
-            # The same server with the root token, which skips the token-store lookup and ACL
-            # evaluation a real client's token costs: the figure OpenBao-only benchmarks quote.
-            root = write_requests(
-                directory / "requests-root.tsv",
-                openbao.URL_PATH,
-                openbao.request_headers([bao.root_token]),
-                map(openbao.request_body, self.keys),
-            )
-            self.targets[OPENBAO_ROOT] = Target(bao.url, root, (bao.pid,))
+        for label, requests in files.items():
+            self.targets[label] = Target(bao.url, requests, (bao.pid,))
+        log(f"OpenBao {self.bao_version}: {bao.url}, pid {bao.pid}; {', '.join(files)}")
 
     def start_postgres(self) -> None:
         """Even on a throwaway PostgreSQL cluster (harness.postgres), when this machine can."""
@@ -343,8 +337,10 @@ def settings_text(args: argparse.Namespace) -> dict[str, str]:
         "Even": "`even serve --workers N` (uvicorn), dev issuer, policy `principals: login`, "
         "SQLite WAL + synchronous=FULL; 'pinned': `even serve --pin-workers`, each worker "
         "process on a CPU of its own",
-        "OpenBao": "raft storage, file audit device, tokens allowed only `update` on "
-        "ssh/sign/bench",
+        "OpenBao": "raft storage, file audit device; tokens allowed only `update` on "
+        "ssh/sign/bench, made with `bao token create -policy=bench-sign -no-default-policy` "
+        "(the comparison) and without `-no-default-policy` (OpenBao's `default` policy "
+        "attached); and the root token",
         "quiet wait": f"up to {args.quiet_wait:g} s before each run for < {QUIET_CORES} busy cores",
     }
 
@@ -370,8 +366,7 @@ def run(args: argparse.Namespace, processes: Processes, workdir: Path) -> int:
         load_after=machine.load_average(),
         results=bench.results,
         even_labels=list(bench.even),
-        openbao_label=OPENBAO if OPENBAO in bench.targets else None,
-        openbao_root_label=OPENBAO_ROOT if OPENBAO_ROOT in bench.targets else None,
+        openbao_labels=[label for label in bench.targets if label.startswith("OpenBao")],
         keygen=keygen,
         audits=audits,
         timings=timings,

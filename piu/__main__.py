@@ -1,5 +1,5 @@
 """`python -m piu` runs the CLI."""
 
-from piu.cli import main
+from piu.launch import main
 
 main()

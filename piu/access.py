@@ -21,12 +21,14 @@ from piu.errors import BadResponse, UsageProblem
 from piu.files import append_line, certificate_path, ensure_private_dir, write_private
 from piu.grants import HeldGrant
 from piu.keys import KeyPair, check_certificate, ensure_key_pair
-from piu.models import AccessRequestBody, Grant
 from piu.paths import Paths
 from piu.sshcmd import Hop, ssh_argv
 
 if TYPE_CHECKING:
     from piu.client import EvenClient
+
+    # piu.models is imported where a request is made: `piu ssh` with a held grant needs none.
+    from piu.models import Grant
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def request_access(
 def submit(client: EvenClient, paths: Paths, spec: AccessSpec) -> tuple[KeyPair, Grant]:
     """POST the request with piu's public key; Even's answer, granted or pending approval."""
     key = ensure_key_pair(paths.ssh_dir)
+    from piu.models import AccessRequestBody
+
     body = AccessRequestBody(
         hostname=spec.hostname,
         reason=spec.reason,

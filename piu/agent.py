@@ -18,6 +18,7 @@ import socket
 import struct
 from pathlib import Path
 
+from piu import sshwire
 from piu.errors import PiuError
 
 ADD_ID_CONSTRAINED = 25
@@ -45,33 +46,23 @@ def add_certificate(
 
 def certificate_valid_before(certificate: str) -> int:
     """The certificate's valid_before (epoch seconds), read from the certificate itself."""
-    from cryptography.hazmat.primitives import serialization
-
-    cert = serialization.load_ssh_public_identity(certificate.encode("ascii"))
-    if not isinstance(cert, serialization.SSHCertificate):
-        raise AgentError("not a certificate")
-    return int(cert.valid_before)
+    try:
+        return sshwire.read_certificate(certificate).valid_before
+    except ValueError as exc:
+        raise AgentError(f"not a usable certificate: {exc}") from exc
 
 
 def _add_message(key_file: Path, certificate: str, lifetime: int, comment: str) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     try:
-        key = serialization.load_ssh_private_key(key_file.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = sshwire.read_private_key(key_file.read_bytes())
+    except OSError as exc:
         raise AgentError(f"cannot read {key_file}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise AgentError(f"{key_file} is not an Ed25519 key")
+    except ValueError as exc:
+        raise AgentError(f"cannot use {key_file}: {exc}") from exc
     kind, blob_b64 = certificate.split()[:2]
     if kind != "ssh-ed25519-cert-v01@openssh.com":
         raise AgentError(f"cannot add a {kind} certificate")
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    seed, public = key.seed, key.public
     body = (
         bytes([ADD_ID_CONSTRAINED])
         + _string(kind.encode())

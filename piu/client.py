@@ -4,25 +4,22 @@ Answers become the typed values of `piu.models`; failures become `piu.errors`, r
 RFC 9457 problem+json body: 401 → TokenRejected, 403 and the policy 422s → Denied,
 429/502/503/504 and transport failures → Unavailable (a 429 is retried once when Retry-After
 asks for at most a few seconds), TLS verification failures → TLSFailed, the rest →
-RequestFailed. The bearer token lives only in the httpx client's headers. Redirects are not
-followed: a token is sent to Even's URL and nowhere else.
+RequestFailed. The bearer token lives only in the HTTP client's headers. Redirects are not
+followed: a token is sent to Even's URL and nowhere else. The bytes travel through
+piu.transport (the standard library's http.client, or httpx when tests, proxies or -v need it).
 """
 
 from __future__ import annotations
 
-import email.utils
 import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from piu import __version__
-from piu.debug import add_secret, http_hooks
+from piu.debug import add_secret
 from piu.errors import (
     BadResponse,
     ConfigError,
@@ -46,6 +43,10 @@ from piu.models import (
     parse_identity,
     parse_page,
 )
+from piu.transport import Answer, TransportFailure, UnreadableAnswer, open_http
+
+if TYPE_CHECKING:
+    import httpx
 
 # 422 codes that are the policy saying no (exit 4), not a malformed request (exit 1).
 DENIAL_CODES = frozenset({"reason_rejected", "lifetime_too_long", "login_not_allowed"})
@@ -93,18 +94,17 @@ class EvenClient:
         self._sleep = sleep or time.sleep
         self._reauth_hint = reauth_hint  # what to do after a 401 depends on the token's source
         add_secret(token)
-        self._http = httpx.Client(
-            event_hooks=http_hooks(),
-            base_url=base_url,
-            headers={
+        self._http = open_http(
+            base_url,
+            {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json, application/problem+json",
                 "User-Agent": f"piu/{__version__}",
             },
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=timeout,
+            connect_timeout=min(timeout, 10.0),
             verify=_verify_setting(base_url, cacert),
             transport=transport,
-            follow_redirects=False,
         )
 
     def close(self) -> None:
@@ -176,13 +176,13 @@ class EvenClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         for attempt in (1, 2):
             try:
                 resp = self._http.request(method, path, json=json, params=params, headers=headers)
-            except httpx.TransportError as exc:
+            except TransportFailure as exc:
                 raise _transport_error(self.base_url, exc) from exc
-            except httpx.RequestError as exc:  # e.g. an undecodable body
+            except UnreadableAnswer as exc:  # e.g. an undecodable body
                 raise BadResponse(f"unreadable answer from Even: {exc}") from exc
             if resp.status_code == 429 and attempt == 1:
                 wait = _retry_after(resp)
@@ -195,7 +195,7 @@ class EvenClient:
         raise _status_error(resp, self._reauth_hint)
 
     @staticmethod
-    def _json(resp: httpx.Response) -> object:
+    def _json(resp: Answer) -> object:
         try:
             return resp.json()
         except ValueError as exc:
@@ -227,11 +227,14 @@ def _ssl_context(cacert: str) -> ssl.SSLContext:
         ) from exc
 
 
-def _retry_after(resp: httpx.Response) -> float:
+def _retry_after(resp: Answer) -> float:
     """Seconds the server asks us to wait; 1 s when it does not say."""
-    value = resp.headers.get("Retry-After", "").strip()
+    value = (resp.header("Retry-After") or "").strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for an HTTP-date, which Even does not send
+    from datetime import UTC, datetime
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -241,7 +244,7 @@ def _retry_after(resp: httpx.Response) -> float:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def problem_of(resp: httpx.Response) -> Problem:
+def problem_of(resp: Answer) -> Problem:
     """Read the problem+json body; any other body still gives a Problem with the status."""
     try:
         body = resp.json()
@@ -265,7 +268,7 @@ def problem_of(resp: httpx.Response) -> Problem:
     )
 
 
-def _status_error(resp: httpx.Response, reauth_hint: str = REAUTH_HINT) -> PiuError:
+def _status_error(resp: Answer, reauth_hint: str = REAUTH_HINT) -> PiuError:
     problem = problem_of(resp)
     status, summary = resp.status_code, problem.summary()
     if status == 401:
@@ -280,7 +283,7 @@ def _status_error(resp: httpx.Response, reauth_hint: str = REAUTH_HINT) -> PiuEr
             problem=problem,
         )
     if status in UNAVAILABLE_STATUSES:
-        retry = resp.headers.get("Retry-After")
+        retry = resp.header("Retry-After")
         return Unavailable(
             f"Even is unavailable ({status}): {summary}",
             hint=f"try again in {retry} s" if retry else "try again later",
@@ -292,13 +295,13 @@ def _status_error(resp: httpx.Response, reauth_hint: str = REAUTH_HINT) -> PiuEr
         )
     if resp.is_redirect:
         return RequestFailed(
-            f"Even answered {status} redirecting to {resp.headers.get('Location', '?')}",
+            f"Even answered {status} redirecting to {resp.header('Location', '?')}",
             hint="set even_url to the final URL; piu does not follow redirects with your token",
         )
     return RequestFailed(f"Even refused the request ({status}): {summary}", problem=problem)
 
 
-def _transport_error(base_url: str, exc: httpx.TransportError) -> PiuError:
+def _transport_error(base_url: str, exc: TransportFailure) -> PiuError:
     if _caused_by_tls_verification(exc):
         return TLSFailed(
             f"cannot verify Even's TLS certificate at {base_url}: {exc}",

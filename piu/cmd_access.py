@@ -194,21 +194,19 @@ def ssh(
     Anything after `--` goes to ssh: `piu ssh db-1.example.org -- uptime`.
     """
     from piu import access
+    from piu.launch import held_grant, using_note
 
-    login, hostname = access.split_target(target)
-    settings = runtime.settings()
-    wanted = access.AccessSpec(
-        hostname=hostname, reason="", login=login, bastion=bastion or settings.bastion
-    )
-    held = None
-    if not new:
-        held = access.held_connection(
-            runtime.paths(), wanted, runtime.clock(), ssh_config=settings.ssh_config
-        )
+    # The held-grant branch is shared with piu.launch, which takes it before click loads.
+    held = None if new else held_grant(runtime, target, bastion)
     if held is not None:
         grant, argv = held
-        note(f"using grant {grant.id} (valid for {_minutes(grant.valid_before - runtime.clock())})")
+        note(using_note(grant, runtime.clock()))
     else:
+        login, hostname = access.split_target(target)
+        settings = runtime.settings()
+        wanted = access.AccessSpec(
+            hostname=hostname, reason="", login=login, bastion=bastion or settings.bastion
+        )
         outcome = new_grant(runtime, wanted, reason=reason, lifetime=lifetime)
         if not no_agent:
             load_into_agent(runtime, outcome)
@@ -246,7 +244,9 @@ def load_into_agent(runtime: Runtime, outcome: Outcome) -> None:
     except AgentError as exc:
         warn(f"not added to ssh-agent: {exc}", "the printed ssh command works without it")
         return
-    note(f"added to ssh-agent for {_minutes(lifetime)}")
+    from piu.launch import minutes
+
+    note(f"added to ssh-agent for {minutes(lifetime)}")
 
 
 def copy_command(runtime: Runtime, argv: list[str]) -> None:
@@ -272,11 +272,6 @@ def exec_ssh(runtime: Runtime, argv: list[str]) -> None:
         raise errors.PiuError(
             f"cannot run {argv[0]}: {exc.strerror}", hint="is OpenSSH's ssh installed?"
         ) from exc
-
-
-def _minutes(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
 
 
 @click.command("list-access")

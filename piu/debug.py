@@ -69,6 +69,11 @@ def disable() -> None:
     LOGGER.setLevel(logging.WARNING)
 
 
+def debug_enabled() -> bool:
+    """Whether `-v` is on (piu.transport then uses httpx, whose hooks log each exchange)."""
+    return LOGGER.isEnabledFor(logging.DEBUG)
+
+
 def debug(message: str, *args: object) -> None:
     LOGGER.debug(message, *args)
 

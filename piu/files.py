@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from piu.errors import BadResponse, LocalFileError
@@ -79,6 +78,8 @@ def append_line(path: Path, line: str) -> None:
 
 
 def _temp_copy(path: Path, data: bytes) -> Path:
+    import tempfile  # here: it pulls in shutil, random, bz2, lzma; reading needs none
+
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=".piu-", suffix=".tmp")  # 0600
     except OSError as exc:

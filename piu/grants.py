@@ -86,7 +86,7 @@ def hostnames(paths: Paths) -> list[str]:
 
 def _still_valid(grant: HeldGrant, key: KeyPair, now: float) -> int | None:
     """valid_before of the grant's certificates if all are usable for REUSE_MARGIN more."""
-    from piu.agent import certificate_valid_before
+    from piu import sshwire  # not piu.agent: `piu ssh` need not import socket
 
     if grant.bastion is not None and grant.bastion_certificate_file is None:
         return None
@@ -95,8 +95,8 @@ def _still_valid(grant: HeldGrant, key: KeyPair, now: float) -> int | None:
         try:
             certificate = path.read_text(encoding="ascii").strip()
             check_certificate(certificate, key)
-            ends.append(certificate_valid_before(certificate))
-        except (OSError, UnicodeDecodeError, PiuError):
+            ends.append(sshwire.read_certificate(certificate).valid_before)
+        except (OSError, UnicodeDecodeError, ValueError, PiuError):
             return None
     valid_before = min(ends)
     return valid_before if valid_before - now >= REUSE_MARGIN else None

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from piu_fakes import REQUEST_ID, Piu
 
+from piu.runtime import Runtime
+
 HOST = "db-1.prod.example.org"
 
 
@@ -175,3 +177,49 @@ def test_expired_grants_are_pruned_with_their_files(run: Piu) -> None:
     assert not old_cert.exists()
     assert outside.exists()  # piu deletes only in its own directory
     assert (run.ssh_dir / f"{HOST}-{REQUEST_ID}-cert.pub").exists()
+
+
+# piu.launch: the held-grant path taken before click is imported
+
+
+def test_launch_execs_what_the_cli_execs_for_a_held_grant(
+    run: Piu, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from piu import launch
+
+    assert run("ssh", HOST, "-r", "INC-1 debug").exit_code == 0
+    result = run("ssh", HOST, "--", "uptime", "-p")
+    execs: list[tuple[str, list[str]]] = []
+
+    def execvp(file: str, argv: list[str]) -> None:
+        execs.append((file, argv))
+        raise SystemExit(0)  # as an exec would: nothing after it runs
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        launch._held_ssh(["ssh", HOST, "--", "uptime", "-p"], Runtime(execvp=execvp))
+    assert execs == [run.execs[-1]]
+    assert capsys.readouterr().err == result.stderr
+    assert posts(run) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ssh", "other.prod.example.org"],  # no grant held for it
+        ["ssh", HOST, "uptime"],  # ssh arguments without `--`: the CLI parses them
+        ["ssh", "--new", HOST],
+        ["-v", "ssh", HOST],
+        ["ssh", "bad@"],  # an error: the CLI reports it
+        ["list-access"],
+    ],
+)
+def test_launch_leaves_everything_else_to_the_cli(run: Piu, args: list[str]) -> None:
+    from piu import launch
+
+    assert run("ssh", HOST, "-r", "INC-1 debug").exit_code == 0
+
+    def execvp(file: str, argv: list[str]) -> None:
+        raise AssertionError(f"exec'd {argv}")
+
+    launch._held_ssh(args, Runtime(execvp=execvp))  # returns: the CLI takes over
