@@ -185,8 +185,10 @@ class StdlibHttp:
                 conn.connect()
             finally:
                 conn.timeout = self._timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(self._timeout)
+            # connect() set conn.sock (mypy still sees the None narrowed above).
+            connected = getattr(conn, "sock", None)
+            if connected is not None:
+                connected.settimeout(self._timeout)
         try:
             conn.request(method, target, body=body, headers=dict(headers))
             resp = conn.getresponse()
