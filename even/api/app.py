@@ -25,6 +25,7 @@ from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import (
     access,
+    approvals,
     audit,
     classic,
     dev_issuer,
@@ -108,6 +109,7 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(metrics_route.router)
     app.include_router(access.router)
+    app.include_router(approvals.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
     app.include_router(keys.router)
