@@ -250,14 +250,21 @@ def test_piu_no_wait_exits_5_and_leaves_the_request_pending(lab: Lab) -> None:
 
 
 def test_the_classic_api_refuses_plainly_what_needs_approval(lab: Lab) -> None:
+    """Exactly what stups-piu 1.1 (`_request_even_access`) sends; it prints
+    "Server returned status {code}: {text}" for anything but 200, so the text must read."""
     _, public_key = _key(lab, "id_classic")
+    token = lab.idp.token(LOGIN)
     with lab.client(LOGIN) as alice:
         assert alice.put("/v1/users/me/keys", json={"keys": [public_key]}).status_code == 200
-        # The original client's request: {username, hostname, reason} (no remote_host).
-        answer = alice.post(
-            "/access-requests",
-            json={"username": LOGIN, "hostname": HOST, "reason": "migrate INC-45"},
-        )
+    data = {"username": LOGIN, "hostname": HOST, "reason": "migrate INC-45"}
+    answer = httpx.post(
+        lab.even.url.rstrip("/") + "/access-requests",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        content=json.dumps(data),
+        trust_env=False,
+        timeout=30,
+    )
     assert answer.status_code == 403
     assert answer.headers["content-type"].startswith("text/plain")
-    assert "approval_required" in answer.text
+    assert answer.text.startswith("Access refused (approval_required): ")
+    assert "piu" in answer.text and "\n" == answer.text[-1]
