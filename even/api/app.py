@@ -54,6 +54,15 @@ def create_app(
 ) -> FastAPI:
     components = components or build_components(settings, clock)
     metrics = Metrics(components)
+    approval_jobs = components.jobs.approvals
+    if approval_jobs is not None:
+        count_pending = approval_jobs.pending_count
+        metrics.register_gauge(
+            "even_pending_approvals",
+            "Access requests waiting for approvers (PENDING_APPROVAL).",
+            [],
+            lambda: [({}, float(count_pending()))],
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

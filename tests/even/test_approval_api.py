@@ -292,3 +292,12 @@ def test_the_classic_api_refuses_a_rule_that_needs_approval_in_plain_text(
     assert "approval_required" in answer.text
     listed = client.get("/access-requests", headers=_as(components, clock, "alice")).json()
     assert listed[0]["status"] == "DENIED" and listed[0]["status_reason"] == "approval_required"
+
+
+def test_pending_approvals_are_a_metrics_gauge(
+    client: TestClient, components: Components, clock: FixedClock, pending: str
+) -> None:
+    text = client.get("/metrics").text
+    assert "even_pending_approvals 1.0" in text
+    client.post(f"{PATH}/{pending}/cancel", headers=_as(components, clock, "alice", "sre"))
+    assert "even_pending_approvals 0.0" in client.get("/metrics").text

@@ -27,8 +27,10 @@ import yaml
 from oidc_provider import IdpUnavailable, OidcProvider, start_oidc_provider
 
 from audit import store as audit_store
+from even.clock import FixedClock, SystemClock
 from even.config import load_settings
 from even.store.db import make_engine
+from even.wiring import build_components
 from harness.even_server import EvenServer, start_even
 from harness.ports import free_port
 from harness.sshd import SshdHandle, ensure_login_user, known_hosts_line, ssh_argv, start_sshd
@@ -192,6 +194,48 @@ def test_carol_approves_and_the_certificate_logs_in_from_the_approval(lab: Lab) 
     assert seen.json()["certificate"] is None and seen.json()["receipt"] is None
 
 
+def test_break_glass_grants_at_once_and_cannot_escape_review(lab: Lab) -> None:
+    identity, public_key = _key(lab, "id_glass")
+    body = {
+        "hostname": HOST,
+        "reason": "db down INC-47",
+        "public_key": public_key,
+        "emergency": True,
+    }
+    with lab.client(LOGIN) as alice:
+        too_long = alice.post("/v1/access-requests", json={**body, "lifetime_minutes": 45})
+        assert (too_long.status_code, too_long.json()["code"]) == (422, "lifetime_too_long")
+        answer = alice.post("/v1/access-requests", json=body)
+        assert answer.status_code == 201, answer.text
+        grant = answer.json()
+        review = {"verdict": "justified", "comment": "it was down, INC-47"}
+        own = alice.post(f"/v1/access-requests/{grant['id']}/review", json=review)
+        assert (own.status_code, own.json()["code"]) == (403, "self_approval")
+    assert grant["emergency"] is True
+    assert _time(grant["valid_before"]) - _time(grant["valid_after"]) == timedelta(minutes=31)
+    certificate = lab.root / "id_glass-cert.pub"
+    certificate.write_text(grant["certificate"] + "\n")
+    result = lab.ssh(identity, certificate)
+    assert result.returncode == 0, result.stderr
+    granted = [r for r in lab.records(grant["id"]) if r["type"] == "access.granted"]
+    assert granted[0]["details"]["emergency"] is True
+    assert granted[0]["details"]["lifetime_minutes"] == 30
+    # Unreviewed past the window: the jobs (same database, clock moved on) record it once.
+    later = SystemClock().now() + timedelta(hours=25)
+    components = build_components(load_settings(lab.config), FixedClock(later))
+    assert components.jobs.approvals is not None
+    assert grant["id"] in components.jobs.approvals.review_overdue_once()
+    assert grant["id"] not in components.jobs.approvals.review_overdue_once()
+    with lab.client("carol") as carol:
+        overdue = carol.get("/v1/reviews").json()["items"]
+        assert grant["id"] in [item["id"] for item in overdue]
+        done = carol.post(f"/v1/access-requests/{grant['id']}/review", json=review)
+    assert done.status_code == 200, done.text
+    assert done.json()["verdict"] == "justified"
+    types = [r["type"] for r in lab.records(grant["id"])]
+    assert types.count("access.review_overdue") == 1 and types[-1] == "access.reviewed"
+
+
 def test_piu_waits_in_the_background_until_another_user_approves(lab: Lab) -> None:
     home = lab.root / "home-wait"
     home.mkdir()
@@ -267,4 +311,4 @@ def test_the_classic_api_refuses_plainly_what_needs_approval(lab: Lab) -> None:
     assert answer.status_code == 403
     assert answer.headers["content-type"].startswith("text/plain")
     assert answer.text.startswith("Access refused (approval_required): ")
-    assert "piu" in answer.text and "\n" == answer.text[-1]
+    assert "piu" in answer.text and answer.text[-1] == "\n"
