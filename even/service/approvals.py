@@ -34,7 +34,15 @@ from even.approvals import (
     decide_review,
 )
 from even.clock import Clock, rfc3339
-from even.errors import Denied, NotAnApprover, NotFound, NotPending, PolicyRejected, SelfApproval
+from even.errors import (
+    Denied,
+    NotAnApprover,
+    NotFound,
+    NotPending,
+    NotRequester,
+    PolicyRejected,
+    SelfApproval,
+)
 from even.identity import Identity
 from even.policy import Subject
 from even.policy_approval import ApproverCheck
@@ -134,6 +142,8 @@ class ApprovalService:
             row, now = self._row(tx, request_id), self._clock.now()
             state = approval_store.load_pending(tx.conn, request_id)
             if state is None:
+                if row.username != identity.username:
+                    raise NotRequester("only the requester may cancel a pending request")
                 raise NotPending(f"the request is not waiting for approval (it is {row.status})")
             cancelled = decide_cancel(state, self._actor(identity), now)
             _append(tx, "access.cancelled", row, now, {"cancelled_by": cancelled.by})
