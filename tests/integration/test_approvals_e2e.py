@@ -259,8 +259,27 @@ def test_piu_waits_in_the_background_until_another_user_approves(lab: Lab) -> No
                 time.sleep(0.1)
             assert rid is not None, "piu's request never reached Even"
             assert waiting.poll() is None  # still waiting for carol
-            approved = carol.post(f"/v1/access-requests/{rid}/approve", json={})
-            assert approved.status_code == 200, approved.text
+        # carol decides with piu too: `piu approvals` shows it, `piu approve` grants.
+        carol_home = lab.root / "home-carol"
+        carol_home.mkdir()
+        carol_env = {**lab.piu_env(carol_home), "PIU_TOKEN": lab.idp.token("carol")}
+        shown = subprocess.run(
+            [sys.executable, "-m", "piu", "approvals", "-o", "json"],
+            env=carol_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert rid in shown.stdout
+        approved = subprocess.run(
+            [sys.executable, "-m", "piu", "approve", rid, "-m", "ok INC-43"],
+            env=carol_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert approved.returncode == 0, approved.stderr
         out, err = waiting.communicate(timeout=60)
     finally:
         if waiting.poll() is None:
@@ -312,3 +331,44 @@ def test_the_classic_api_refuses_plainly_what_needs_approval(lab: Lab) -> None:
     assert answer.headers["content-type"].startswith("text/plain")
     assert answer.text.startswith("Access refused (approval_required): ")
     assert "piu" in answer.text and answer.text[-1] == "\n"
+
+
+def _piu(lab: Lab, home: Path, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    home.mkdir(exist_ok=True)
+    env = {**lab.piu_env(home), "PIU_TOKEN": lab.idp.token(user)}
+    return subprocess.run(
+        [sys.executable, "-m", "piu", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_piu_cancel_deny_wait_and_review_against_even(lab: Lab) -> None:
+    home, carol = lab.root / "home-verbs", lab.root / "home-verbs-carol"
+    asked = _piu(
+        lab, home, LOGIN, "request-access", HOST, "cancel me INC-48", "--no-wait", "-o", "json"
+    )
+    assert asked.returncode == 5, asked.stderr
+    first = json.loads(asked.stdout)["id"]
+    cancelled = _piu(lab, home, LOGIN, "cancel", first)
+    assert cancelled.returncode == 0, cancelled.stderr
+    asked = _piu(
+        lab, home, LOGIN, "request-access", HOST, "deny me INC-49", "--no-wait", "-o", "json"
+    )
+    second = json.loads(asked.stdout)["id"]
+    denied = _piu(lab, carol, "carol", "deny", second, "-m", "not now")
+    assert denied.returncode == 0, denied.stderr
+    waited = _piu(lab, home, LOGIN, "wait", second)
+    assert waited.returncode == 4, waited.stderr  # denied
+    assert "denied" in waited.stderr
+    glass = _piu(
+        lab, home, LOGIN, "request-access", "--emergency", HOST, "db down INC-50", "-o", "json"
+    )
+    assert glass.returncode == 0, glass.stderr
+    third = json.loads(glass.stdout)["id"]
+    own = _piu(lab, home, LOGIN, "review", third, "--verdict", "justified", "-m", "mine")
+    assert own.returncode == 4, own.stderr  # self_approval
+    reviewed = _piu(lab, carol, "carol", "review", third, "--verdict", "justified", "-m", "ok")
+    assert reviewed.returncode == 0, reviewed.stderr
+    types = {rid: [r["type"] for r in lab.records(rid)] for rid in (first, second, third)}
+    assert types[first][-1] == "access.cancelled"
+    assert types[second][-1] == "access.denied"
+    assert types[third][-1] == "access.reviewed"
