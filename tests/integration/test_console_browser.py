@@ -233,7 +233,7 @@ def test_alice_requests_sees_and_revokes_her_grant(stack: Stack, browser: Browse
     certificate = driver.find_element(_by("ID"), "certificate").get_attribute("value") or ""
     assert certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
     screenshot(stack, browser, "request-granted")
-    request_id = driver.find_element(_by("CSS_SELECTOR"), "main p code").text
+    request_id = driver.find_element(_by("ID"), "request-id").text
 
     with stack.api("alice") as api:
         shown = api.get(f"/v1/access-requests/{request_id}").json()
@@ -245,7 +245,7 @@ def test_alice_requests_sees_and_revokes_her_grant(stack: Stack, browser: Browse
     screenshot(stack, browser, "my-requests")
 
     driver.get(stack.url + "/console/grants")
-    row = driver.find_element(_by("XPATH"), f"//tr[td/code[.='{request_id}']]")
+    row = driver.find_element(_by("XPATH"), f"//tr[td/a/code[.='{request_id}']]")
     screenshot(stack, browser, "active-grants")
     row.find_element(_by("NAME"), "reason").send_keys("done with INC-123")
     row.find_element(_by("XPATH"), ".//button[.='Revoke']").click()

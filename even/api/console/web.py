@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.requests import Request
 
+from even.api.console.approval_info import ApprovalPort, approves_anything
 from even.api.console.csrf import Refused, origin_of
 from even.api.console.oidc import OidcClient
 from even.api.console.render import Renderer
@@ -39,6 +40,8 @@ class Console:
     oidc: OidcClient
     renderer: Renderer
     chain: ChainCheck
+    # The approval service (SPEC §11); None where this server has none: its pages answer 404.
+    approvals: ApprovalPort | None = None
 
     @property
     def own_origin(self) -> str:
@@ -46,6 +49,14 @@ class Console:
 
     def roles(self, session: ConsoleSession) -> list[str]:
         return self.components.access.roles(session.identity)
+
+    def approval_service(self) -> ApprovalPort:
+        if self.approvals is None:
+            raise Refused(404, "approvals are not available on this server")
+        return self.approvals
+
+    def is_approver(self, session: ConsoleSession) -> bool:
+        return approves_anything(self.components.access.policy, session.identity)
 
     def page(
         self,
@@ -56,6 +67,7 @@ class Console:
         **context: Any,
     ) -> HTMLResponse:
         roles = self.roles(session) if session is not None else []
+        approver = session is not None and self.approvals is not None and self.is_approver(session)
         return self.renderer.page(
             template,
             status,
@@ -63,6 +75,8 @@ class Console:
             roles=roles,
             is_auditor=AUDITOR in roles,
             is_admin=ADMIN in roles,
+            is_approver=approver,
+            has_approvals=self.approvals is not None,
             path=request.url.path,
             **context,
         )
