@@ -129,7 +129,10 @@ def test_deny_needs_a_comment_and_the_csrf_token(parts, clock) -> None:
     _, _, fake = parts
     fake.add_pending("r-1", "alice")
     carol = as_user(parts, clock, CAROL)
-    assert carol.post("/console/approvals/r-1/deny", {"comment": " "}).status_code == 422
+    blank = carol.post("/console/approvals/r-1/deny", {"comment": " "})
+    assert blank.status_code == 422 and "a comment is required" in blank.text
+    long = carol.post("/console/approvals/r-1/deny", {"comment": "x" * 1025})
+    assert long.status_code == 422 and "please check: comment" in long.text
     assert (
         carol.post("/console/approvals/r-1/deny", {"comment": "x"}, csrf=False).status_code == 403
     )

@@ -113,6 +113,8 @@ async def _decide(request: Request, request_id: str, verb: str) -> Response:
             )
             done = "granted" if view.status == "GRANTED" else "approved"
         else:
+            if _comment(form) is None:
+                raise Refused(422, "a comment is required to deny a request")
             body = _parsed(DenyBody, {"comment": form.get("comment", "")})
             await run_in_threadpool(service.deny, session.identity, request_id, body.comment)
             done = "denied"
