@@ -25,6 +25,7 @@ from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import (
     access,
+    approvals,
     audit,
     classic,
     dev_issuer,
@@ -53,6 +54,15 @@ def create_app(
 ) -> FastAPI:
     components = components or build_components(settings, clock)
     metrics = Metrics(components)
+    approval_jobs = components.jobs.approvals
+    if approval_jobs is not None:
+        count_pending = approval_jobs.pending_count
+        metrics.register_gauge(
+            "even_pending_approvals",
+            "Access requests waiting for approvers (PENDING_APPROVAL).",
+            [],
+            lambda: [({}, float(count_pending()))],
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +118,7 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(metrics_route.router)
     app.include_router(access.router)
+    app.include_router(approvals.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
     app.include_router(keys.router)
