@@ -28,27 +28,15 @@ from even.policy_approval import ApproverCheck
 from even.service.models import AccessRequestView
 
 
-@dataclass(frozen=True)
-class FakeView(AccessRequestView):
-    """An AccessRequestView with the approval fields the interface adds."""
-
-    approval: dict[str, Any] | None = None
-    emergency: bool = False
-    review_due: str | None = None
-    reviewed_by: str | None = None
-    verdict: str | None = None
-    review_comment: str | None = None
-
-
 @dataclass
 class Entry:
-    view: FakeView
+    view: AccessRequestView
     approvers: ApproverCheck
     pending: PendingState | None = None
     emergency: EmergencyState | None = None
 
 
-def make_view(request_id: str, username: str, status: str, **extra: Any) -> FakeView:
+def make_view(request_id: str, username: str, status: str, **extra: Any) -> AccessRequestView:
     fields: dict[str, Any] = {
         "id": request_id,
         "status": status,
@@ -73,7 +61,7 @@ def make_view(request_id: str, username: str, status: str, **extra: Any) -> Fake
         "last_modified": "2026-01-02T03:04:05Z",
     }
     fields.update(extra)
-    return FakeView(**fields)
+    return AccessRequestView(**fields)
 
 
 @dataclass
@@ -104,8 +92,10 @@ class FakeApprovals:
         self.entries[request_id] = entry
         self._refresh(entry)
 
-    def add_emergency(self, request_id: str, username: str, **extra: Any) -> None:
-        due = self.clock.now() + timedelta(hours=24)
+    def add_emergency(
+        self, request_id: str, username: str, due_hours: int = 24, **extra: Any
+    ) -> None:
+        due = self.clock.now() + timedelta(hours=due_hours)
         state = EmergencyState(request_id, username, emergency=True, review_due=due)
         stamp = rfc3339(self.clock.now())
         view = make_view(
@@ -130,7 +120,9 @@ class FakeApprovals:
         entry.pending = replace(entry.pending, status=status)
         self._refresh(entry)
 
-    def approve(self, identity: Identity, request_id: str, comment: str | None) -> FakeView:
+    def approve(
+        self, identity: Identity, request_id: str, comment: str | None
+    ) -> AccessRequestView:
         self.calls.append(("approve", identity.username, request_id))
         entry = self._entry(request_id)
         if entry.pending is None:
@@ -145,7 +137,7 @@ class FakeApprovals:
         self._set_status(entry, approved.status)
         return entry.view
 
-    def deny(self, identity: Identity, request_id: str, comment: str) -> FakeView:
+    def deny(self, identity: Identity, request_id: str, comment: str) -> AccessRequestView:
         self.calls.append(("deny", identity.username, request_id))
         entry = self._entry(request_id)
         assert entry.pending is not None
@@ -155,7 +147,7 @@ class FakeApprovals:
         self._set_status(entry, rejected.status)
         return entry.view
 
-    def cancel(self, identity: Identity, request_id: str) -> FakeView:
+    def cancel(self, identity: Identity, request_id: str) -> AccessRequestView:
         self.calls.append(("cancel", identity.username, request_id))
         entry = self._entry(request_id)
         assert entry.pending is not None
@@ -163,7 +155,9 @@ class FakeApprovals:
         self._set_status(entry, cancelled.status)
         return entry.view
 
-    def review(self, identity: Identity, request_id: str, verdict: str, comment: str) -> FakeView:
+    def review(
+        self, identity: Identity, request_id: str, verdict: str, comment: str
+    ) -> AccessRequestView:
         self.calls.append(("review", identity.username, request_id))
         entry = self._entry(request_id)
         assert entry.emergency is not None

@@ -5,6 +5,7 @@ The browser tests cover the same pages on the real service and IdP."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -210,6 +211,12 @@ def test_reviews_page_records_a_verdict(parts, clock) -> None:
     assert "a review is due by" in detail.text and 'action="/console/reviews/e-1"' in detail.text
     overdue = carol.get("/console/reviews?overdue=true")
     assert overdue.status_code == 200 and "e-1" not in overdue.text
+    assert "OVERDUE" not in page.text
+    fake.add_emergency("e-2", "alice", due_hours=-1)
+    late = carol.get("/console/reviews?overdue=true")
+    assert 'action="/console/reviews/e-2"' in late.text and "OVERDUE" in late.text
+    assert 'action="/console/reviews/e-1"' not in late.text
+    del fake.entries["e-2"]
     assert carol.get("/console/reviews?overdue=maybe").status_code == 422
     bad = carol.post("/console/reviews/e-1", {"verdict": "fine", "comment": "INC-1 real"})
     assert bad.status_code == 422
@@ -242,24 +249,84 @@ def test_request_form_shows_approval_and_break_glass(parts, clock) -> None:
     assert odd.status_code == 422 and 'id="form-error"' in odd.text
 
 
-def test_a_pending_answer_shows_approvers_expiry_and_cancel(parts, clock, monkeypatch) -> None:
-    _, console, fake = parts
-    fake.add_pending("r-7", "alice")
-    asked: list[Any] = []
+# -- on the real approval service -------------------------------------------------------------
 
-    async def pending_answer(identity, request, idempotency=None):  # type: ignore[no-untyped-def]
-        asked.append(request)
-        return fake.entries["r-7"].view
 
-    monkeypatch.setattr(console.components.access, "request_access_async", pending_answer)
-    alice = as_user(parts, clock, ALICE)
-    answer = alice.post(
-        "/console/requests", {"hostname": "db-1.prod.even.test", "reason": "fix INC-1 now"}
-    )
-    assert answer.status_code == 202
-    assert asked[0].hostname == "db-1.prod.even.test"
+@pytest.fixture
+def real(parts, clock):  # type: ignore[no-untyped-def]
+    """The same app with its own approval service (components.approvals), not the fake."""
+    _, console, _ = parts
+    console.approvals = console.components.approvals
+    return parts
+
+
+def request_id_of(page: str) -> str:
+    found = re.search(r'<code id="request-id">([^<]+)</code>', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def test_a_pending_request_is_approved_by_carol_on_the_real_service(real, clock, user_key) -> None:
+    _, console, _ = real
+    alice, carol, bob = (as_user(real, clock, who) for who in (ALICE, CAROL, BOB))
+    form = {"hostname": "db-1.prod.even.test", "reason": EVIL, "public_key": user_key}
+    answer = alice.post("/console/requests", form)
+    assert answer.status_code == 202, answer.text
     assert "Waiting for approval" in answer.text and "members of sre-leads" in answer.text
-    assert 'action="/console/requests/r-7/cancel"' in answer.text
-    assert 'href="/console/requests/r-7"' in answer.text
-    expires = fake.entries["r-7"].view.approval["expires_at"]  # type: ignore[index]
-    assert f'<time datetime="{expires}">' in answer.text
+    request_id = request_id_of(answer.text)
+    assert f'action="/console/requests/{request_id}/cancel"' in answer.text
+    assert f'href="/console/requests/{request_id}"' in answer.text
+    assert 'id="certificate"' not in answer.text
+    view = console.components.access.get(ALICE, request_id)
+    assert view.approval is not None
+    assert f'<time datetime="{view.approval["expires_at"]}">' in answer.text
+    # The request's page: alice's own (the API's read), carol's as an approver, not bob's.
+    assert "Approvals: 0 of 1" in alice.get(f"/console/requests/{request_id}").text
+    page = carol.get(f"/console/requests/{request_id}")
+    assert page.status_code == 200 and f"/console/approvals/{request_id}/approve" in page.text
+    assert "&lt;script&gt;" in page.text and '<span class="esc">\\u202e</span>' in page.text
+    assert bob.get(f"/console/requests/{request_id}").status_code == 404
+    assert request_id in carol.get("/console/approvals").text
+
+    done = carol.post(f"/console/approvals/{request_id}/approve", {"comment": "OK INC-5"})
+    assert done.status_code == 303 and "done=granted" in done.headers["location"]
+    granted = console.components.access.get(ALICE, request_id)
+    assert granted.status == "GRANTED" and granted.certificate
+    records = console.components.audit_log.events(_events("access.approved"))
+    mine = [r for r in records if r["request_id"] == request_id]
+    assert [r["details"]["approver"] for r in mine] == ["carol"]
+    assert mine[0]["details"]["comment"] == "OK INC-5"
+    after = alice.get(f"/console/requests/{request_id}").text
+    assert "Approvals: 1 of 1" in after and 'id="certificate"' in after and "OK INC-5" in after
+    assert request_id not in carol.get("/console/approvals").text
+
+
+def test_cancel_and_break_glass_on_the_real_service(real, clock, user_key) -> None:
+    _, console, _ = real
+    alice, carol = as_user(real, clock, ALICE), as_user(real, clock, CAROL)
+    form = {"hostname": "db-2.prod.even.test", "reason": "fix INC-6 now", "public_key": user_key}
+    request_id = request_id_of(alice.post("/console/requests", form).text)
+    assert carol.post(f"/console/requests/{request_id}/cancel", {}).status_code == 403
+    assert alice.post(f"/console/requests/{request_id}/cancel", {}).status_code == 303
+    assert console.components.access.get(ALICE, request_id).status == "CANCELLED"
+
+    urgent = alice.post("/console/requests", {**form, "emergency": "yes"})
+    assert urgent.status_code == 201 and "BREAK-GLASS" in urgent.text
+    assert 'id="certificate"' in urgent.text and "a review is due by" in urgent.text
+    emergency_id = request_id_of(urgent.text)
+    assert console.components.access.get(ALICE, emergency_id).lifetime_minutes == 30
+    assert emergency_id in carol.get("/console/reviews").text
+    reviewed = carol.post(
+        f"/console/reviews/{emergency_id}", {"verdict": "unjustified", "comment": "no INC-6"}
+    )
+    assert reviewed.status_code == 303
+    shown = console.components.access.get(ALICE, emergency_id)
+    assert (shown.reviewed_by, shown.verdict) == ("carol", "unjustified")
+    page = alice.get(f"/console/requests/{emergency_id}").text
+    assert "Reviewed by <strong>carol</strong>: unjustified" in page
+
+
+def _events(kind: str):  # type: ignore[no-untyped-def]
+    from even.service.audit_log import EventFilters
+
+    return EventFilters(type=kind)

@@ -63,8 +63,7 @@ def build_console(settings: Settings, components: Components) -> Console | None:
         ),
         renderer=Renderer(),
         chain=ChainCheck(engine=components.engine, signer=components.signer),
-        # Until the approval service is wired in, its pages answer 404 (see Console).
-        approvals=getattr(components, "approvals", None),
+        approvals=components.approvals,
     )
 
 

@@ -1,8 +1,8 @@
 """What the console shows of approvals and break-glass: the approval service as the console
 calls it, a request's approval progress, and the policy's approval facts for one user.
 
-- `ApprovalPort` is the approval service's interface (`components.approvals`); structural, so
-  the pages depend on the methods they call and nothing else.
+- `ApprovalPort` is the approval service (`components.approvals`, even.service.approvals) as
+  the pages call it: structural, so they depend on these methods and nothing else.
 - `progress_of(view)` reads a request's `approval` object and review state into one plain
   value for the templates; a request without them (an ordinary grant) has `needed == 0`.
 - `RuleFacts` come from the loaded policy, never from the form: whether a rule needs
@@ -13,7 +13,7 @@ calls it, a request's approval progress, and the policy's approval facts for one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from even.identity import Identity
 from even.policy import Policy, Subject
@@ -71,35 +71,22 @@ class Progress:
         return any(given.username == username for given in self.approvals)
 
 
-def _get(source: object, name: str) -> Any:
-    """A field of a mapping or an object (the service may hand either), else None."""
-    if source is None:
-        return None
-    if isinstance(source, dict):
-        return source.get(name)
-    return getattr(source, name, None)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def progress_of(view: AccessRequestView) -> Progress:
-    approval = _get(view, "approval")
+    approval = view.approval or {}
     givens = [
-        Given(str(_get(a, "username")), str(_get(a, "time")), _text(_get(a, "comment")))
-        for a in (_get(approval, "approvals") or [])
+        Given(str(a["username"]), str(a["time"]), a.get("comment"))
+        for a in approval.get("approvals", [])
     ]
     return Progress(
-        needed=int(_get(approval, "needed") or 0),
+        needed=int(approval.get("needed", 0)),
         approvals=givens,
-        approver_groups=[str(g) for g in (_get(approval, "approver_groups") or [])],
-        expires_at=_text(_get(approval, "expires_at")),
-        emergency=bool(_get(view, "emergency")),
-        review_due=_text(_get(view, "review_due")),
-        reviewed_by=_text(_get(view, "reviewed_by")),
-        verdict=_text(_get(view, "verdict")),
-        review_comment=_text(_get(view, "review_comment")),
+        approver_groups=[str(g) for g in approval.get("approver_groups", [])],
+        expires_at=approval.get("expires_at"),
+        emergency=view.emergency,
+        review_due=view.review_due,
+        reviewed_by=view.reviewed_by,
+        verdict=view.verdict,
+        review_comment=view.review_comment,
     )
 
 

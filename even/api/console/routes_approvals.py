@@ -25,6 +25,7 @@ from even.api.approval_schemas import ApproveBody, DenyBody, ReviewBody
 from even.api.console.approval_info import progress_of
 from even.api.console.csrf import Refused, checked_form
 from even.api.console.web import Console, console_of, refused, session_for, to_sign_in
+from even.clock import rfc3339
 from even.errors import EvenError
 from even.identity import Identity
 
@@ -68,7 +69,7 @@ def _comment(form: dict[str, str]) -> str | None:
 
 
 def _pending_context(console: Console, identity: Identity, offset: int) -> dict[str, Any]:
-    service = console.approval_service()
+    service = console.approvals
     items = service.pending_for(identity, limit=PAGE_SIZE + 1, offset=offset)
     shown = items[:PAGE_SIZE]
     return {
@@ -104,7 +105,7 @@ async def _decide(request: Request, request_id: str, verb: str) -> Response:
         if session is None:
             return to_sign_in()
         form = await checked_form(request, session, console.own_origin)
-        service = console.approval_service()
+        service = console.approvals
         request_id = request_id[:ID_LENGTH]
         if verb == "approve":
             body = _parsed(ApproveBody, {"comment": _comment(form)})
@@ -139,12 +140,14 @@ async def deny(request_id: str, request: Request) -> Response:
 def _reviews_context(
     console: Console, identity: Identity, overdue: bool, offset: int
 ) -> dict[str, Any]:
-    service = console.approval_service()
+    service = console.approvals
     items = service.reviews_for(identity, overdue=overdue, limit=PAGE_SIZE + 1, offset=offset)
     return {
         "items": [(item, progress_of(item)) for item in items[:PAGE_SIZE]],
         "next_offset": offset + PAGE_SIZE if len(items) > PAGE_SIZE else None,
         "overdue": overdue,
+        # Both RFC 3339 UTC with `Z` (even.clock.rfc3339): they compare as text.
+        "now": rfc3339(console.components.clock.now()),
     }
 
 
@@ -178,7 +181,7 @@ async def review(request_id: str, request: Request) -> Response:
         if session is None:
             return to_sign_in()
         form = await checked_form(request, session, console.own_origin)
-        service = console.approval_service()
+        service = console.approvals
         body = _parsed(
             ReviewBody, {"verdict": form.get("verdict", ""), "comment": form.get("comment", "")}
         )

@@ -45,8 +45,6 @@ class Decider:
 
 def _as_decider(console: Console, identity: Identity, request_id: str) -> Decider:
     service = console.approvals
-    if service is None:
-        return Decider()
     for page in range(SCAN_PAGES):
         items = service.pending_for(identity, limit=SCAN_PAGE, offset=page * SCAN_PAGE)
         found = next((item for item in items if item.id == request_id), None)
@@ -130,7 +128,7 @@ async def cancel(request_id: str, request: Request) -> Response:
         if session is None:
             return to_sign_in()
         await checked_form(request, session, console.own_origin)
-        service = console.approval_service()
+        service = console.approvals
         request_id = request_id[:ID_LENGTH]
         await run_in_threadpool(service.cancel, session.identity, request_id)
     except Refused as exc:

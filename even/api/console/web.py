@@ -40,8 +40,7 @@ class Console:
     oidc: OidcClient
     renderer: Renderer
     chain: ChainCheck
-    # The approval service (SPEC §11); None where this server has none: its pages answer 404.
-    approvals: ApprovalPort | None = None
+    approvals: ApprovalPort  # components.approvals (SPEC §11)
 
     @property
     def own_origin(self) -> str:
@@ -49,11 +48,6 @@ class Console:
 
     def roles(self, session: ConsoleSession) -> list[str]:
         return self.components.access.roles(session.identity)
-
-    def approval_service(self) -> ApprovalPort:
-        if self.approvals is None:
-            raise Refused(404, "approvals are not available on this server")
-        return self.approvals
 
     def is_approver(self, session: ConsoleSession) -> bool:
         return approves_anything(self.components.access.policy, session.identity)
@@ -67,7 +61,7 @@ class Console:
         **context: Any,
     ) -> HTMLResponse:
         roles = self.roles(session) if session is not None else []
-        approver = session is not None and self.approvals is not None and self.is_approver(session)
+        approver = session is not None and self.is_approver(session)
         return self.renderer.page(
             template,
             status,
@@ -76,7 +70,6 @@ class Console:
             is_auditor=AUDITOR in roles,
             is_admin=ADMIN in roles,
             is_approver=approver,
-            has_approvals=self.approvals is not None,
             path=request.url.path,
             **context,
         )
