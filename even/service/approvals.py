@@ -50,6 +50,7 @@ from even.service.admission import Asked, PolicyGate
 from even.service.certificate_access import CertificateGrants
 from even.service.models import AccessRequestView
 from even.service.pending import restore
+from even.service.push_access import PushAccessService
 from even.service.views import view
 from even.sshkeys import parse_public_key
 from even.store import access_requests, approval_store
@@ -66,7 +67,7 @@ class ApprovalService:
         certificate: CertificateGrants,
         signer: AuditSigner,
         clock: Clock,
-        push: Any | None = None,  # even.service.push_access.PushAccessService
+        push: PushAccessService | None = None,
     ) -> None:
         self._engine = engine
         self._gate = gate
@@ -107,13 +108,13 @@ class ApprovalService:
                 return None
             return self._grant(tx, row, now, list(approved.approvers), actor.username, started)
 
-        record = commit_work(self._engine, work)
-        if started:
-            self._push.finish_approved(*started)  # type: ignore[union-attr]
-        receipt = None
-        if record is not None:
-            receipt = self._signer.receipt(record["seq"], record["hash"])
-        return self.view(request_id, receipt=receipt)
+        commit_work(self._engine, work)
+        if started and self._push is not None:
+            # Push mode: push_started is committed; push and record the outcome as a direct
+            # push grant does (a failure is FAILED with its record, and 502 here).
+            self._push.finish_approved(*started)
+        # The approver's answer: never the credential (the requester collects it with GET).
+        return self.view(request_id)
 
     def deny(self, identity: Identity, request_id: str, comment: str) -> AccessRequestView:
         def work(tx: Transaction) -> None:
