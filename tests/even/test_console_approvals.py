@@ -126,6 +126,19 @@ def test_approve_with_a_comment_goes_through_the_service(parts, clock) -> None:
     assert again.status_code == 409 and "no longer pending" in again.text
 
 
+def test_an_approver_who_has_approved_is_not_offered_the_form_again(parts, clock) -> None:
+    _, _, fake = parts
+    fake.add_pending("r-2", "alice", needed=2)
+    carol = as_user(parts, clock, CAROL)
+    assert carol.post("/console/approvals/r-2/approve", {"comment": ""}).status_code == 303
+    assert fake.entries["r-2"].view.status == "PENDING_APPROVAL"
+    listed = carol.get("/console/approvals?done=approved&id=r-2").text
+    assert "You approved this; it waits for 1 more." in listed
+    assert 'action="/console/approvals/r-2/approve"' not in listed
+    page = carol.get("/console/requests/r-2").text
+    assert "Approvals: 1 of 2" in page and "/console/approvals/r-2/approve" not in page
+
+
 def test_deny_needs_a_comment_and_the_csrf_token(parts, clock) -> None:
     _, _, fake = parts
     fake.add_pending("r-1", "alice")
