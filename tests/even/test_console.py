@@ -14,7 +14,7 @@ from audit.signing import AuditSigner
 from even.api.app import create_app
 from even.api.console import build_console, chart
 from even.api.console.oidc import pkce_challenge
-from even.api.console.render import visible, when
+from even.api.console.render import make_environment, visible, when
 from even.api.console.sessions import SessionStore
 from even.clock import FixedClock
 from even.config import ConsoleSettings, IdentitySettings, IssuerSettings, Settings
@@ -71,6 +71,15 @@ def test_visible_escapes_markup_and_shows_bidi_controls() -> None:
     assert when("2026-01-02T03:04:05.123456Z") == Markup(
         '<time datetime="2026-01-02T03:04:05.123456Z">2026-01-02 03:04:05 UTC</time>'
     )
+
+
+def test_attribute_values_get_the_escapes_as_text() -> None:
+    template = make_environment().from_string(
+        '<b aria-label="{{ v | plain }}">{{ v | visible }}</b>'
+    )
+    shown = template.render(v='x"\u202e<')
+    assert shown.startswith('<b aria-label="x&#34;\\u202e&lt;">')
+    assert '<span class="esc">\\u202e</span>' in shown
 
 
 def test_pkce_challenge_is_rfc7636_s256() -> None:

@@ -10,9 +10,7 @@ $EVEN_CONSOLE_SCREENSHOTS when that is set (how docs/console/ is refreshed).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,89 +21,36 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from harness.browser import Browser, browser_available
-from harness.even_server import EvenServer, start_even
-from harness.ports import free_port
-from tests.conftest import make_live_even_dir, requires_real_component
+from harness.browser import Browser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oidc_provider import IdpUnavailable, OidcProvider, start_oidc_provider
+from console_stack import (
+    SESSION_COOKIE,
+    Stack,
+    by,
+    console_http,
+    csrf_token,
+    my_request_ids,
+    open_stack,
+    public_key_line,
+    request_in_form,
+    screenshot,
+    session_cookie,
+    sign_in,
+    wait_for_text,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.idp, pytest.mark.browser]
 
-CONSOLE_CLIENT = "even-console"
 USERS = {"alice": ["sre"], "bob": [], "auditor1": ["audit"], "sec1": ["security"]}
-SESSION_COOKIE = "__Host-even-session"
-WAIT_SECONDS = 20
-
-
-@dataclass
-class Stack:
-    idp: OidcProvider
-    even: EvenServer
-    config: Path
-    shots: Path
-
-    @property
-    def url(self) -> str:
-        return self.even.url
-
-    def api(self, user: str) -> httpx.Client:
-        token = self.idp.token(user)
-        return httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
-            trust_env=False,
-            timeout=20,
-        )
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    reason = browser_available()
-    if reason is not None:
-        requires_real_component(reason)
-    root = tmp_path_factory.mktemp("console")
-    port = free_port()
-    callback = f"http://127.0.0.1:{port}/console/callback"
-    try:
-        idp = start_oidc_provider(users=USERS, web_clients={CONSOLE_CLIENT: [callback]})
-    except IdpUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        config = make_live_even_dir(root / "even", port)
-        (root / "even" / "console_secret").write_text(idp.client_secret + "\n")
-        document = yaml.safe_load(config.read_text())
-        document["identity"]["issuers"] = [
-            {
-                "issuer": idp.issuer,
-                "audience": "even",
-                "username_claim": "preferred_username",
-                "algorithms": ["ES256"],
-            }
-        ]
-        document["console"] = {
-            "issuer": idp.issuer,
-            "client_id": CONSOLE_CLIENT,
-            "client_secret_file": "console_secret",
-        }
-        config.write_text(yaml.safe_dump(document))
-        even = start_even(config, log_path=root / "even.log", port=port)
-    except BaseException:
-        idp.stop()
-        raise
-    shots = root / "screenshots"
-    shots.mkdir()
-    print(f"console screenshots in {shots}")
-    try:
-        yield Stack(idp, even, config, shots)
-    finally:
-        even.stop()
-        idp.stop()
+    with open_stack(tmp_path_factory.mktemp("console"), USERS) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -117,106 +62,6 @@ def browser() -> Iterator[Browser]:
         driver.stop()
 
 
-# -- browser helpers ---------------------------------------------------------------------------
-
-
-def _wait(browser: Browser, condition: object) -> object:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # A page being replaced mid-look (a redirect landing) is retried, not a failure.
-    ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(browser.driver, WAIT_SECONDS, ignored_exceptions=ignored).until(condition)
-
-
-def _by(kind: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(getattr(By, kind))
-
-
-def sign_in(stack: Stack, browser: Browser, user: str, *, shoot: bool = False) -> None:
-    """Through the console's sign-in page and the provider's own login and consent forms."""
-    from selenium.webdriver.support import expected_conditions as ec
-
-    driver = browser.driver
-    driver.get(stack.url + "/console/login")
-    if shoot:
-        screenshot(stack, browser, "sign-in")
-    driver.find_element(_by("LINK_TEXT"), "Sign in").click()
-    login = _wait(browser, ec.presence_of_element_located((_by("NAME"), "login")))
-    login.send_keys(user)  # type: ignore[attr-defined]
-    driver.find_element(_by("NAME"), "password").send_keys("any password")
-    driver.find_element(_by("CSS_SELECTOR"), "button[type=submit]").click()
-    _wait(browser, ec.presence_of_element_located((_by("XPATH"), "//button[.='Continue']")))
-    driver.find_element(_by("XPATH"), "//button[.='Continue']").click()
-    _wait(browser, ec.url_to_be(stack.url + "/console/requests"))
-    assert f"Signed in as {user}" in driver.find_element(_by("CSS_SELECTOR"), ".who").text
-
-
-def screenshot(stack: Stack, browser: Browser, name: str) -> Path:
-    """The whole page as a PNG, 1000 px wide."""
-    driver = browser.driver
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    metrics = {"width": 1000, "height": min(max(int(height), 400), 2400)}
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {**metrics, "deviceScaleFactor": 1, "mobile": False}
-    )
-    path = stack.shots / f"{name}.png"
-    try:
-        driver.save_screenshot(str(path))
-    finally:
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    extra = os.environ.get("EVEN_CONSOLE_SCREENSHOTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(extra) / path.name)
-    return path
-
-
-def session_cookie(browser: Browser) -> dict:
-    cookie = browser.driver.get_cookie(SESSION_COOKIE)
-    assert cookie is not None, "no console session cookie"
-    return cookie
-
-
-def console_http(stack: Stack, cookie: dict | None) -> httpx.Client:
-    """A plain HTTP client presenting the browser's session cookie (as a stolen or replayed
-    cookie would be presented)."""
-    headers = {"Cookie": f"{SESSION_COOKIE}={cookie['value']}"} if cookie else {}
-    return httpx.Client(base_url=stack.url, headers=headers, trust_env=False, timeout=20)
-
-
-def csrf_token(browser: Browser) -> str:
-    field = browser.driver.find_element(_by("CSS_SELECTOR"), "input[name=csrf_token]")
-    return str(field.get_attribute("value"))
-
-
-def public_key_line() -> str:
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return raw.decode() + " alice@laptop"
-
-
-def request_in_form(browser: Browser, hostname: str, reason: str) -> None:
-    from selenium.webdriver.support.ui import Select
-
-    driver = browser.driver
-    driver.find_element(_by("ID"), "hostname").send_keys(hostname)
-    Select(driver.find_element(_by("ID"), "login")).select_by_value("alice")
-    Select(driver.find_element(_by("ID"), "mode")).select_by_value("certificate")
-    driver.find_element(_by("ID"), "reason").send_keys(reason)
-    driver.find_element(_by("ID"), "public_key").send_keys(public_key_line())
-    driver.find_element(_by("XPATH"), "//button[.='Request access']").click()
-
-
-def my_request_ids(stack: Stack, user: str) -> set[str]:
-    with stack.api(user) as api:
-        answer = api.get("/v1/access-requests", params={"limit": 500})
-    assert answer.status_code == 200, answer.text
-    return {item["id"] for item in answer.json()["items"]}
-
-
 # -- the scenarios -----------------------------------------------------------------------------
 
 
@@ -226,14 +71,14 @@ def test_alice_requests_sees_and_revokes_her_grant(stack: Stack, browser: Browse
     sign_in(stack, browser, "alice", shoot=True)
     driver = browser.driver
     # The form offers what the policy allows alice (the same data as /v1/whoami `allowed`).
-    allowed = driver.find_element(_by("CSS_SELECTOR"), "table.allowed").text
+    allowed = driver.find_element(by("CSS_SELECTOR"), "table.allowed").text
     assert "sre-prod" in allowed and "*.prod.even.test" in allowed
     request_in_form(browser, "web-1.prod.even.test", "debug INC-123 from the console")
-    _wait(browser, ec.presence_of_element_located((_by("ID"), "certificate")))
-    certificate = driver.find_element(_by("ID"), "certificate").get_attribute("value") or ""
+    wait_until(browser, ec.presence_of_element_located((by("ID"), "certificate")))
+    certificate = driver.find_element(by("ID"), "certificate").get_attribute("value") or ""
     assert certificate.startswith("ssh-ed25519-cert-v01@openssh.com ")
     screenshot(stack, browser, "request-granted")
-    request_id = driver.find_element(_by("CSS_SELECTOR"), "main p code").text
+    request_id = driver.find_element(by("ID"), "request-id").text
 
     with stack.api("alice") as api:
         shown = api.get(f"/v1/access-requests/{request_id}").json()
@@ -241,16 +86,16 @@ def test_alice_requests_sees_and_revokes_her_grant(stack: Stack, browser: Browse
     assert shown["reason"] == "debug INC-123 from the console"
 
     driver.get(stack.url + "/console/requests")
-    assert request_id in driver.find_element(_by("CSS_SELECTOR"), "table.list").text
+    assert request_id in driver.find_element(by("CSS_SELECTOR"), "table.list").text
     screenshot(stack, browser, "my-requests")
 
     driver.get(stack.url + "/console/grants")
-    row = driver.find_element(_by("XPATH"), f"//tr[td/code[.='{request_id}']]")
+    row = driver.find_element(by("XPATH"), f"//tr[td/a/code[.='{request_id}']]")
     screenshot(stack, browser, "active-grants")
-    row.find_element(_by("NAME"), "reason").send_keys("done with INC-123")
-    row.find_element(_by("XPATH"), ".//button[.='Revoke']").click()
-    _wait(browser, ec.url_contains("revoked="))
-    assert f"Revoked {request_id}" in driver.find_element(_by("CSS_SELECTOR"), ".notice").text
+    row.find_element(by("NAME"), "reason").send_keys("done with INC-123")
+    row.find_element(by("XPATH"), ".//button[.='Revoke']").click()
+    wait_until(browser, ec.url_contains("revoked="))
+    assert f"Revoked {request_id}" in driver.find_element(by("CSS_SELECTOR"), ".notice").text
 
     with stack.api("alice") as api:
         after = api.get(f"/v1/access-requests/{request_id}").json()
@@ -289,8 +134,8 @@ def test_posts_need_the_csrf_token_and_the_same_origin(stack: Stack, browser: Br
     evil = _serve_page(_cross_site_form(stack.url, token, form))
     try:
         browser.driver.get(evil.url)
-        browser.driver.find_element(_by("ID"), "go").click()
-        _wait_for_text(browser, "cross-site form posts are refused")
+        browser.driver.find_element(by("ID"), "go").click()
+        wait_for_text(browser, "cross-site form posts are refused")
     finally:
         evil.stop()
     assert my_request_ids(stack, "alice") == before
@@ -351,7 +196,7 @@ def test_a_hostile_reason_renders_escaped_and_inert(stack: Stack, browser: Brows
         driver.get(stack.url + path)
         with pytest.raises(NoAlertPresentException):
             driver.switch_to.alert.text
-        cells = [c.text for c in driver.find_elements(_by("CSS_SELECTOR"), "td.reason")]
+        cells = [c.text for c in driver.find_elements(by("CSS_SELECTOR"), "td.reason")]
         assert "<script>alert(1)</script> INC-126 \\u202egnp.exe" in cells, cells
         assert "\u202e" not in driver.page_source
         assert "<script>alert(1)</script>" not in driver.page_source
@@ -373,21 +218,21 @@ def test_auditor_sees_chart_and_exports_a_verifiable_log(
     sign_in(stack, browser, "auditor1")
     driver = browser.driver
     driver.get(stack.url + "/console/audit")
-    assert driver.find_element(_by("CSS_SELECTOR"), "h1").text == "Audit log"
-    bars = driver.find_elements(_by("CSS_SELECTOR"), "figure.chart svg rect.bar")
+    assert driver.find_element(by("CSS_SELECTOR"), "h1").text == "Audit log"
+    bars = driver.find_elements(by("CSS_SELECTOR"), "figure.chart svg rect.bar")
     assert len(bars) == 30
     assert any(float(bar.get_attribute("height") or 0) > 0 for bar in bars)
-    status = driver.find_element(_by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
+    status = driver.find_element(by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
     assert status.startswith("Verified"), status
 
     # Filters narrow the events (a GET form: works without JavaScript).
     driver.get(stack.url + "/console/audit?type=access.granted&username=alice")
     types = {
-        c.text for c in driver.find_elements(_by("CSS_SELECTOR"), "table.events td:nth-child(3)")
+        c.text for c in driver.find_elements(by("CSS_SELECTOR"), "table.events td:nth-child(3)")
     }
     assert types == {"access.granted"}
 
-    link = driver.find_element(_by("PARTIAL_LINK_TEXT"), "Export the whole log")
+    link = driver.find_element(by("PARTIAL_LINK_TEXT"), "Export the whole log")
     export = tmp_path / "audit.jsonl"
     with console_http(stack, session_cookie(browser)) as http:
         answer = http.get(str(link.get_attribute("href")))
@@ -405,7 +250,7 @@ def test_auditor_sees_chart_and_exports_a_verifiable_log(
     assert verified.stdout.startswith("VALID: ")
     # The export checkpointed the head: the page now verifies the chain up to it.
     driver.get(stack.url + "/console/audit")
-    status = driver.find_element(_by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
+    status = driver.find_element(by("CSS_SELECTOR"), "#chain-heading ~ p[role=status]").text
     exported = int(verified.stdout.split()[1])  # "VALID: N records, …"
     covered = re.match(r"Verified: records 1–(\d+) ", status)
     assert covered is not None and int(covered.group(1)) >= exported, status
@@ -419,9 +264,9 @@ def test_auditor_sees_chart_and_exports_a_verifiable_log(
 def test_alice_gets_403_on_the_audit_pages(stack: Stack, browser: Browser) -> None:
     sign_in(stack, browser, "alice")
     driver = browser.driver
-    assert not driver.find_elements(_by("LINK_TEXT"), "Audit")
+    assert not driver.find_elements(by("LINK_TEXT"), "Audit")
     driver.get(stack.url + "/console/audit")
-    assert driver.find_element(_by("CSS_SELECTOR"), "h1").text == "Not allowed"
+    assert driver.find_element(by("CSS_SELECTOR"), "h1").text == "Not allowed"
     screenshot(stack, browser, "forbidden")
     with console_http(stack, session_cookie(browser)) as http:
         assert http.get("/console/audit").status_code == 403
@@ -434,8 +279,8 @@ def test_after_sign_out_the_old_cookie_is_refused(stack: Stack, browser: Browser
     token = csrf_token(browser)
     with console_http(stack, cookie) as http:
         assert http.get("/console/requests").status_code == 200
-    browser.driver.find_element(_by("XPATH"), "//button[.='Sign out']").click()
-    _wait_for_text(browser, "Signed out")
+    browser.driver.find_element(by("XPATH"), "//button[.='Sign out']").click()
+    wait_for_text(browser, "Signed out")
     screenshot(stack, browser, "signed-out")
     assert browser.driver.get_cookie(SESSION_COOKIE) is None
     before = my_request_ids(stack, "alice")
@@ -522,7 +367,3 @@ def _cross_site_form(even_url: str, token: str, form: dict[str, str]) -> str:
         f'<!doctype html><form method="post" action="{even_url}/console/requests">'
         f'{fields}<button id="go" type="submit">win a prize</button></form>'
     )
-
-
-def _wait_for_text(browser: Browser, text: str) -> None:
-    _wait(browser, lambda d: text in d.find_element(_by("TAG_NAME"), "body").text)

@@ -5,14 +5,23 @@ without it nothing is mounted and `/console/…` answers 404 like any unknown pa
 
 Modules: `oidc` (sign-in client), `sessions` (server-side sessions), `csrf` (form posts),
 `render` (Jinja2 + filters), `chart` (SVG geometry), `web` (shared request helpers), and the
-routes: `routes_auth`, `routes_pages`, `routes_audit`, `routes_static`.
+routes: `routes_auth`, `routes_pages` (my requests, grants), `routes_detail` (one request,
+cancel), `routes_approvals` (pending approvals, break-glass reviews), `routes_audit`,
+`routes_static`. `approval_info` reads approval progress and the policy's approval facts.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from even.api.console import routes_audit, routes_auth, routes_pages, routes_static
+from even.api.console import (
+    routes_approvals,
+    routes_audit,
+    routes_auth,
+    routes_detail,
+    routes_pages,
+    routes_static,
+)
 from even.api.console.oidc import OidcClient
 from even.api.console.render import Renderer
 from even.api.console.sessions import SessionStore
@@ -54,6 +63,7 @@ def build_console(settings: Settings, components: Components) -> Console | None:
         ),
         renderer=Renderer(),
         chain=ChainCheck(engine=components.engine, signer=components.signer),
+        approvals=components.approvals,
     )
 
 
@@ -62,5 +72,6 @@ def install_console(app: FastAPI, settings: Settings, components: Components) ->
     if console is None:
         return
     app.state.console = console
-    for module in (routes_static, routes_auth, routes_pages, routes_audit):
+    modules = (routes_static, routes_auth, routes_detail, routes_pages, routes_approvals)
+    for module in (*modules, routes_audit):
         app.include_router(module.router)

@@ -39,6 +39,12 @@ def visible(value: object) -> Markup:
     return Markup("".join(parts))  # noqa: S704  (every part was escaped above)
 
 
+def plain(value: object) -> str:
+    """`visible` without markup, for attribute values (aria-label, title): the escapes as
+    text, then autoescaped like any string, so nothing can leave the attribute."""
+    return "-" if value is None else escape_text(str(value))
+
+
 def when(value: object) -> Markup:
     """An RFC 3339 time as `YYYY-MM-DD HH:MM:SS UTC` in a <time> element (full value kept)."""
     if value is None:
@@ -62,6 +68,7 @@ def make_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["visible"] = visible
+    env.filters["plain"] = plain
     env.filters["as_json"] = as_json
     env.filters["when"] = when
     return env

@@ -3,6 +3,9 @@
 - The form offers what `GET /v1/whoami` calls `allowed` (AccessService.allowed), and posts
   through the same `AccessRequestBody` validation and `AccessService.request_access_async`
   as `POST /v1/access-requests`: the same policy decision, audit records and answer.
+- A request that needs approvers answers 202 with its page (who must approve, until when, a
+  cancel button); `emergency` (break-glass) is offered only where a rule allows it for the
+  user, and the service decides again either way.
 - Revoking calls RevocationService.revoke, as `POST /v1/access-requests/{id}/revoke` does:
   the requester, or an admin.
 """
@@ -17,11 +20,13 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from even.api.console.approval_info import rule_facts
 from even.api.console.csrf import Refused, checked_form
+from even.api.console.routes_detail import detail_context
 from even.api.console.sessions import ConsoleSession
 from even.api.console.web import ADMIN, Console, console_of, refused, session_for, to_sign_in
 from even.api.problems import status_for
-from even.api.schemas import AccessGrantAnswer, AccessRequestBody
+from even.api.schemas import AccessRequestBody
 from even.errors import EvenError
 from even.service.models import ListFilters
 
@@ -51,8 +56,11 @@ def _requests_context(
     identity = session.identity
     filters = ListFilters(status=status, username=identity.username, limit=PAGE_SIZE)
     items, _ = console.components.access.list_requests(identity, filters)
+    facts = rule_facts(console.components.access.policy, identity)
     return {
         "allowed": console.components.access.allowed(identity),
+        "facts": facts,
+        "emergency_offered": any(fact.emergency for fact in facts.values()),
         "items": items,
         "status_filter": status,
         "statuses": STATUSES,
@@ -89,6 +97,10 @@ def _body_from_form(form: dict[str, str]) -> AccessRequestBody:
             data[name] = form[name].strip()
     if form.get("public_key", "").strip():
         data["public_key"] = form["public_key"].strip()
+    if form.get("emergency"):
+        if form["emergency"] != "yes":
+            raise Refused(422, "emergency: a checkbox")
+        data["emergency"] = True
     lifetime = form.get("lifetime_minutes", "").strip()
     if lifetime:
         if not lifetime.isdigit() or len(lifetime) > 6:
@@ -131,8 +143,11 @@ async def submit_request(request: Request) -> Response:
             form_error=exc.message,
             **context,
         )
-    answer = AccessGrantAnswer.from_view(view)
-    return console.page(request, "request_result.html", session, 201, answer=answer)
+    context = await run_in_threadpool(detail_context, console, session, view, view.id)
+    status = 202 if view.status == "PENDING_APPROVAL" else 201
+    return console.page(
+        request, "request_detail.html", session, status, fresh=True, done=None, **context
+    )
 
 
 def _grants_context(console: Console, session: ConsoleSession) -> dict[str, Any]:

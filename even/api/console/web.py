@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.requests import Request
 
+from even.api.console.approval_info import ApprovalPort, approves_anything
 from even.api.console.csrf import Refused, origin_of
 from even.api.console.oidc import OidcClient
 from even.api.console.render import Renderer
@@ -39,6 +40,7 @@ class Console:
     oidc: OidcClient
     renderer: Renderer
     chain: ChainCheck
+    approvals: ApprovalPort  # components.approvals (SPEC §11)
 
     @property
     def own_origin(self) -> str:
@@ -46,6 +48,9 @@ class Console:
 
     def roles(self, session: ConsoleSession) -> list[str]:
         return self.components.access.roles(session.identity)
+
+    def is_approver(self, session: ConsoleSession) -> bool:
+        return approves_anything(self.components.access.policy, session.identity)
 
     def page(
         self,
@@ -56,6 +61,7 @@ class Console:
         **context: Any,
     ) -> HTMLResponse:
         roles = self.roles(session) if session is not None else []
+        approver = session is not None and self.is_approver(session)
         return self.renderer.page(
             template,
             status,
@@ -63,6 +69,7 @@ class Console:
             roles=roles,
             is_auditor=AUDITOR in roles,
             is_admin=ADMIN in roles,
+            is_approver=approver,
             path=request.url.path,
             **context,
         )
