@@ -174,9 +174,13 @@ def _push_lines(push_user: str, paths: SshdPaths, bastion_for: Sequence[str]) ->
     lines += [
         "# Even's push user logs in only with its own key, whose forced command is",
         "# `odd grant-ssh-access`; no certificate can log in as it. Keep this block last.",
+        "# sshd runs the forced command through the push user's shell; bash then reads",
+        "# ~/.bashrc (it does for sshd's commands unless SHLVL is set): no rc file's cost,",
+        "# output or side effects belong in a push.",
         f"Match User {push_user}",
         f"    AuthorizedKeysFile {push_keys}",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
     if push_user == "root":
         lines.append("    PermitRootLogin forced-commands-only")

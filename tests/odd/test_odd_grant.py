@@ -598,10 +598,11 @@ def test_sshd_config_push_with_sudo_user_prints_the_sudoers_lines() -> None:
     assert {"PasswordAuthentication no", "KbdInteractiveAuthentication no", "LogLevel VERBOSE"} <= (
         set(directives)
     )
-    assert directives[-3:] == [
+    assert directives[-4:] == [
         "Match User granting-service",
         "    AuthorizedKeysFile /etc/ssh/even_push_keys",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
 
 

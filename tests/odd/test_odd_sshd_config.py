@@ -55,6 +55,7 @@ def test_push_block_comes_last() -> None:
         "Match User granting-service",
         "    AuthorizedKeysFile /etc/ssh/even_push_keys",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
 
 
