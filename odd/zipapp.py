@@ -1,9 +1,16 @@
 """Building odd as single-file zipapps: `sbin/odd` (the whole CLI) and `odd-principals`.
 
-Each file is a `#!<python> -I` line followed by a zip archive of this very `odd` package (read
+Each file is a `#!<python> -IS` line followed by a zip archive of this very `odd` package (read
 from wherever it is installed, a zipapp included) and a `__main__.py`. It needs no virtualenv
 or site-packages, so a host with nothing but `/usr/bin/python3` runs it; `-I` keeps
-PYTHONPATH, user site-packages and the current directory out of it.
+PYTHONPATH, user site-packages and the current directory out of it, and `-S` skips the `site`
+module altogether (odd is stdlib only; less start-up, less code run as root).
+
+Start-up: sshd runs odd once per push and per login, so next to each `.py` the archive holds
+its `.pyc`, compiled by the interpreter that builds the archive (on the host, `odd install`).
+The `.pyc` files are "checked hash" ones: zipimport uses one only if its magic number is the
+running interpreter's and its hash matches the `.py` beside it, and otherwise compiles the
+`.py` as it would without them, so an archive run by another Python version still works.
 
 Invariants: the bytes depend only on the code and the interpreter path (sorted names, a fixed
 timestamp, stored not compressed), so building twice gives the same file and `odd install`
@@ -11,7 +18,9 @@ can tell "already installed" from "a different odd is there". The stdlib `zipapp
 writes the interpreter line; the archive it copies is built here for that determinism.
 """
 
+import importlib.util
 import io
+import marshal
 import zipapp
 import zipfile
 from collections.abc import Iterator
@@ -49,7 +58,7 @@ def interpreter_line(python: Path) -> str:
     """The interpreter and its flag, as zipapp writes them after '#!'; checked for the kernel."""
     if not python.is_absolute() or any(c.isspace() for c in str(python)):
         raise UsageError(f"python {str(python)!r} must be an absolute path without spaces")
-    line = f"{python} -I"
+    line = f"{python} -IS"  # one argument: Linux passes the rest of a '#!' line as one
     if len(f"#!{line}\n") > _MAX_SHEBANG:
         raise UsageError(f"python path {python} is too long for a '#!' line")
     return line
@@ -60,13 +69,26 @@ def build(main: bytes, python: Path = DEFAULT_PYTHON) -> bytes:
     line = interpreter_line(python)
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
-        for name, data in sorted(_package_sources(files("odd"), "odd")):
+        for name, data in sorted([*_package_sources(files("odd"), "odd"), ("__main__.py", main)]):
             _add(bundle, name, data)
-        _add(bundle, "__main__.py", main)
+            _add(bundle, f"{name}c", compiled(name, data))
     archive.seek(0)
     result = io.BytesIO()
     zipapp.create_archive(archive, result, interpreter=line)
     return result.getvalue()
+
+
+def compiled(name: str, source: bytes) -> bytes:
+    """A checked-hash `.pyc` of `source` for the running interpreter (PEP 552 layout: magic,
+    flags = hash-based and checked, the source's hash, the marshalled code)."""
+    code = compile(source, name, "exec", dont_inherit=True)
+    flags = (0b11).to_bytes(4, "little")
+    return (
+        importlib.util.MAGIC_NUMBER
+        + flags
+        + importlib.util.source_hash(source)
+        + marshal.dumps(code)
+    )
 
 
 def _package_sources(node: Traversable, name: str) -> Iterator[tuple[str, bytes]]:
