@@ -26,10 +26,8 @@ from pathlib import Path
 
 from odd.errors import ConfigError, InvalidHostname, InvalidLogin, InvalidPath
 from odd.names import check_host_identity, check_login
-from odd.sshd_config import check_config_path
+from odd.paths import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, check_config_path
 
-DEFAULT_CONFIG_PATH = Path("/etc/odd.conf")
-CONFIG_ENV_VAR = "ODD_CONFIG"
 SECTION = "odd"
 KNOWN_KEYS = frozenset({"hostname", "push_user", "allow_root_login", "keys_dir"})
 # Where `odd grant-ssh-access` keeps one authorized-keys file per login; sshd's
@@ -42,7 +40,7 @@ class OddConfig:
     """Settings from the configuration file; `None` where the file says nothing."""
 
     hostname: str | None = None
-    # None: the default push user of `odd sshd-config` (odd.sshd_config.DEFAULT_PUSH_USER).
+    # None: the default push user of `odd sshd-config` (odd.paths.DEFAULT_PUSH_USER).
     push_user: str | None = None
     # Off by default: a pushed root key is a full root login, so the operator must opt in.
     allow_root_login: bool = False

@@ -29,8 +29,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from odd.errors import UsageError
+from odd.paths import DEFAULT_PYTHON
 
-DEFAULT_PYTHON = Path("/usr/bin/python3")
 # Linux truncates '#!' lines longer than this (127 before 5.1).
 _MAX_SHEBANG = 127
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from odd.errors import InvalidHostname, InvalidLogin, InvalidPath
-from odd.sshd_config import SshdPaths, check_config_path, render_sshd_config
+from odd.paths import check_config_path
+from odd.sshd_config import SshdPaths, render_sshd_config
 
 EXPECTED = [
     "TrustedUserCAKeys /etc/ssh/even_user_ca.pub",
