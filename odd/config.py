@@ -21,8 +21,8 @@ cannot silently leave a setting at its default. Values are validated here, once,
 import configparser
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from odd.errors import ConfigError, InvalidHostname, InvalidLogin, InvalidPath
 from odd.names import check_host_identity, check_login
@@ -35,8 +35,7 @@ KNOWN_KEYS = frozenset({"hostname", "push_user", "allow_root_login", "keys_dir"}
 DEFAULT_KEYS_DIR = Path("/etc/ssh/even_authorized_keys")
 
 
-@dataclass(frozen=True)
-class OddConfig:
+class OddConfig(NamedTuple):
     """Settings from the configuration file; `None` where the file says nothing."""
 
     hostname: str | None = None

@@ -25,8 +25,8 @@ import pwd
 import re
 import syslog
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from odd.authorized_keys import (
     KeyLine,
@@ -64,22 +64,19 @@ class BadCommand(UsageError):
     """SSH_ORIGINAL_COMMAND is missing, malformed, or asks for something refused."""
 
 
-@dataclass(frozen=True)
-class GrantRequest:
+class GrantRequest(NamedTuple):
     login: str
     line: KeyLine
 
 
-@dataclass(frozen=True)
-class RevokeRequest:
+class RevokeRequest(NamedTuple):
     grant_id: str
     login: str
     end_sessions: bool
 
 
-@dataclass(frozen=True)
 class ListRequest:
-    pass
+    """`list`: it has no arguments."""
 
 
 Request = GrantRequest | RevokeRequest | ListRequest
