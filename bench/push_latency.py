@@ -16,6 +16,7 @@ median and p90; asserts nothing. Root, iproute2 and OpenSSH required.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     ensure_login_user(USER)
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="even-push-bench-"))
     hosts_dir = sshd_harness._secure_tempdir()
     topo = create_topology()
@@ -134,10 +136,16 @@ def main() -> None:
             print(f"{kind:17}: median "
                   f"{statistics.median(values) * 1000:6.1f} ms, p90 {p90 * 1000:6.1f} ms "
                   f"({len(values)} runs)")  # fmt: skip
+        print(f"load average (1/5/15 min): {_load(load_before)} before, "
+              f"{_load(os.getloadavg())} after, on {os.cpu_count()} CPUs")  # fmt: skip
     finally:
         topo.teardown()
         shutil.rmtree(hosts_dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":
