@@ -81,7 +81,7 @@ def build(main: bytes, python: Path = DEFAULT_PYTHON) -> bytes:
 def compiled(name: str, source: bytes) -> bytes:
     """A checked-hash `.pyc` of `source` for the running interpreter (PEP 552 layout: magic,
     flags = hash-based and checked, the source's hash, the marshalled code)."""
-    code = compile(source, name, "exec", dont_inherit=True)
+    code = compile(source, name, "exec", dont_inherit=True, optimize=0)  # asserts kept, as -IS runs
     flags = (0b11).to_bytes(4, "little")
     return (
         importlib.util.MAGIC_NUMBER
