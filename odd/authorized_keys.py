@@ -26,12 +26,11 @@ import ipaddress
 import os
 import re
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from odd.errors import InvalidLogin, OddError, UsageError
 from odd.names import check_hostname, check_login
@@ -109,8 +108,7 @@ def check_jump_hosts(hosts: tuple[str, ...]) -> tuple[str, ...]:
     return hosts
 
 
-@dataclass(frozen=True)
-class KeyLine:
+class KeyLine(NamedTuple):
     """One managed line. With `jump_to`, this host is a bastion the user only jumps through."""
 
     grant_id: str
@@ -169,8 +167,7 @@ def parse_line(text: str) -> KeyLine | None:
     return line if line.render() == text else None
 
 
-@dataclass
-class KeysFile:
+class KeysFile(NamedTuple):
     """The parsed content of one login's file: managed lines and lines odd keeps verbatim."""
 
     managed: list[KeyLine]
@@ -270,7 +267,7 @@ class KeyStore:
             return
         lines = [HEADER, *(line.render() for line in content.managed), *content.foreign]
         data = "".join(f"{line}\n" for line in lines).encode("utf-8", "surrogateescape")
-        fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{login}.", suffix=".tmp")
+        fd, name = _create_temporary(self.directory, f".{login}.")
         try:
             with os.fdopen(fd, "wb") as stream:
                 stream.write(data)
@@ -283,6 +280,20 @@ class KeyStore:
                 os.unlink(name)
             raise
         _fsync_directory(self.directory)
+
+
+def _create_temporary(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new file `PREFIX<random>.tmp` in `directory`, as tempfile.mkstemp makes one (O_EXCL,
+    no symlink followed, 0600); without tempfile, whose imports (shutil, bz2, lzma, random)
+    cost odd more start-up than the whole write."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        name = os.path.join(directory, f"{prefix}{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(directory))
 
 
 def _is_login(name: str) -> bool:

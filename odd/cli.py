@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 host failure (configuration, files, permissions), 2 usage (bad
 arguments). Errors go to stderr as `odd: error: …`, never as a traceback. The work itself is
-done by the modules named in each subcommand's handler.
+done by the modules named in each subcommand's handler, each imported only by its handler:
+sshd runs `odd grant-ssh-access` at every push and `odd principals` at every login, and
+neither should pay for the other subcommands' imports.
 """
 
 import argparse
@@ -11,14 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from odd import __version__
-from odd.bastion import bastion_lines
-from odd.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load_config
+from odd import __version__, paths
 from odd.errors import OddError, UsageError
-from odd.install import DEFAULT_PREFIX
-from odd.principals import principal_for
-from odd.sshd_config import DEFAULT_PUSH_USER, SshdPaths, render_sshd_config
-from odd.zipapp import DEFAULT_PYTHON
+from odd.paths import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, DEFAULT_PREFIX, DEFAULT_PYTHON
 
 PROG = "odd"
 
@@ -37,14 +34,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its help formatter sized without `shutil`: argparse makes a
+    formatter for every add_argument, and its `import shutil` (with bz2, lzma) would be a
+    good part of the start-up of each push. The width is found as shutil finds it."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return argparse.HelpFormatter(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    stdout = sys.__stdout__
+    try:
+        return (stdout is not None and os.get_terminal_size(stdout.fileno()).columns) or 80
+    except (ValueError, OSError):
+        return 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog=PROG, description="Host-side companion of Even: principals, sshd_config, install."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    config = argparse.ArgumentParser(add_help=False)
+    config = _Parser(add_help=False)
     config.add_argument(
         "--config",
         metavar="FILE",
@@ -87,7 +105,6 @@ def _add_principals(
 def _add_sshd_config(
     commands: "argparse._SubParsersAction[argparse.ArgumentParser]", config: argparse.ArgumentParser
 ) -> None:
-    defaults = SshdPaths()
     command = commands.add_parser(
         "sshd-config", parents=[config], help="print the sshd_config lines that trust Even"
     )
@@ -95,7 +112,7 @@ def _add_sshd_config(
     command.add_argument("--push", action="store_true", help="also set up Even's push user")
     command.add_argument(
         "--push-user",
-        default=DEFAULT_PUSH_USER,
+        default=paths.DEFAULT_PUSH_USER,
         help="the account Even pushes keys as (default: %(default)s)",
     )
     command.add_argument(
@@ -107,12 +124,12 @@ def _add_sshd_config(
         "exact hostnames, which Even's push key may reach)",
     )
     for option, default in [
-        ("--ca-file", defaults.ca_file),
-        ("--krl-file", defaults.krl_file),
-        ("--principals-command", defaults.principals_command),
-        ("--authorized-keys-file", defaults.authorized_keys_file),
-        ("--push-keys-file", defaults.push_keys_file),
-        ("--odd-command", defaults.odd_command),
+        ("--ca-file", paths.CA_FILE),
+        ("--krl-file", paths.KRL_FILE),
+        ("--principals-command", paths.PRINCIPALS_COMMAND),
+        ("--authorized-keys-file", paths.AUTHORIZED_KEYS_FILE),
+        ("--push-keys-file", paths.PUSH_KEYS_FILE),
+        ("--odd-command", paths.ODD_COMMAND),
     ]:
         command.add_argument(
             option, type=Path, default=default, metavar="PATH", help="(default: %(default)s)"
@@ -165,7 +182,7 @@ def _add_grant_ssh_access(
 
 
 def _grant_ssh_access(args: argparse.Namespace) -> int:
-    # Imported here, like sync: `odd principals`, run at every login, needs none of it.
+    from odd.config import load_config
     from odd.grant import COMMAND_ENV_VAR, run
 
     config = load_config(args.config, os.environ)
@@ -176,6 +193,8 @@ def _grant_ssh_access(args: argparse.Namespace) -> int:
 
 def _principals(args: argparse.Namespace) -> int:
     if args.bastion_for:
+        from odd.bastion import bastion_lines
+
         # A bastion is no login host: only the hop each certificate names, nothing else.
         if args.key is None:
             raise UsageError("--bastion-for needs the certificate (sshd's %k) after USER")
@@ -184,12 +203,16 @@ def _principals(args: argparse.Namespace) -> int:
         return 0
     if args.key is not None:
         raise UsageError("KEY is only read on a bastion (--bastion-for)")
+    from odd.principals import principal_for
+
     print(principal_for(args.user, _hostname(args)))
     return 0
 
 
 def _sshd_config(args: argparse.Namespace) -> int:
-    paths = SshdPaths(
+    from odd.sshd_config import SshdPaths, render_sshd_config
+
+    where = SshdPaths(
         ca_file=args.ca_file,
         krl_file=args.krl_file,
         principals_command=args.principals_command,
@@ -199,7 +222,7 @@ def _sshd_config(args: argparse.Namespace) -> int:
     )
     push_user = args.push_user if args.push else None
     text = render_sshd_config(
-        _hostname(args), paths, push_user=push_user, bastion_for=args.bastion_for
+        _hostname(args), where, push_user=push_user, bastion_for=args.bastion_for
     )
     sys.stdout.write(text)
     return 0
@@ -226,12 +249,11 @@ def _build_zipapp(args: argparse.Namespace) -> int:
 
 
 def _add_sync(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    paths = SshdPaths()
     command = commands.add_parser(
         "sync", help="install Even's CA keys and KRL for sshd (once, or every S seconds)"
     )
     command.add_argument("--even-url", metavar="URL", help="Even's base URL (https)")
-    for option, default in [("--ca-file", paths.ca_file), ("--krl-file", paths.krl_file)]:
+    for option, default in [("--ca-file", paths.CA_FILE), ("--krl-file", paths.KRL_FILE)]:
         command.add_argument(
             option, type=Path, default=default, metavar="PATH", help="(default: %(default)s)"
         )
@@ -274,6 +296,8 @@ def _hostname(args: argparse.Namespace) -> str:
     """`--hostname`, else the configuration file's; the file is read only when needed."""
     if args.hostname is not None:
         return str(args.hostname)
+    from odd.config import load_config
+
     hostname = load_config(args.config, os.environ).hostname
     if hostname is None:
         raise UsageError(

@@ -21,15 +21,13 @@ cannot silently leave a setting at its default. Values are validated here, once,
 import configparser
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from odd.errors import ConfigError, InvalidHostname, InvalidLogin, InvalidPath
 from odd.names import check_host_identity, check_login
-from odd.sshd_config import check_config_path
+from odd.paths import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, check_config_path
 
-DEFAULT_CONFIG_PATH = Path("/etc/odd.conf")
-CONFIG_ENV_VAR = "ODD_CONFIG"
 SECTION = "odd"
 KNOWN_KEYS = frozenset({"hostname", "push_user", "allow_root_login", "keys_dir"})
 # Where `odd grant-ssh-access` keeps one authorized-keys file per login; sshd's
@@ -37,12 +35,11 @@ KNOWN_KEYS = frozenset({"hostname", "push_user", "allow_root_login", "keys_dir"}
 DEFAULT_KEYS_DIR = Path("/etc/ssh/even_authorized_keys")
 
 
-@dataclass(frozen=True)
-class OddConfig:
+class OddConfig(NamedTuple):
     """Settings from the configuration file; `None` where the file says nothing."""
 
     hostname: str | None = None
-    # None: the default push user of `odd sshd-config` (odd.sshd_config.DEFAULT_PUSH_USER).
+    # None: the default push user of `odd sshd-config` (odd.paths.DEFAULT_PUSH_USER).
     push_user: str | None = None
     # Off by default: a pushed root key is a full root login, so the operator must opt in.
     allow_root_login: bool = False

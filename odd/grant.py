@@ -25,8 +25,8 @@ import pwd
 import re
 import syslog
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from odd.authorized_keys import (
     KeyLine,
@@ -40,8 +40,7 @@ from odd.authorized_keys import (
 from odd.config import OddConfig
 from odd.errors import OddError, UsageError
 from odd.names import check_login
-from odd.sessions import end_sessions
-from odd.sshd_config import DEFAULT_PUSH_USER
+from odd.paths import DEFAULT_PUSH_USER
 from odd.sshkey import parse_public_key
 
 COMMAND_ENV_VAR = "SSH_ORIGINAL_COMMAND"
@@ -65,22 +64,19 @@ class BadCommand(UsageError):
     """SSH_ORIGINAL_COMMAND is missing, malformed, or asks for something refused."""
 
 
-@dataclass(frozen=True)
-class GrantRequest:
+class GrantRequest(NamedTuple):
     login: str
     line: KeyLine
 
 
-@dataclass(frozen=True)
-class RevokeRequest:
+class RevokeRequest(NamedTuple):
     grant_id: str
     login: str
     end_sessions: bool
 
 
-@dataclass(frozen=True)
 class ListRequest:
-    pass
+    """`list`: it has no arguments."""
 
 
 Request = GrantRequest | RevokeRequest | ListRequest
@@ -207,6 +203,8 @@ def execute(request: Request, store: KeyStore, *, now: datetime) -> list[str]:
     message = f"revoked {grant_id} login={request.login} lines={removed}"
     if request.end_sessions:
         # After the lines are gone, so a session ended here cannot simply log in again.
+        from odd.sessions import end_sessions  # only here: no other action needs it
+
         message += f" sessions_ended={end_sessions(request.login)}"
     return [message]
 

@@ -22,15 +22,15 @@ from pathlib import Path
 
 from odd import __version__
 from odd.errors import InstallError, UnsafePath, UsageError
+from odd.paths import DEFAULT_PREFIX, DEFAULT_PYTHON
 from odd.safepath import (
     check_secure_dir,
     check_secure_file,
     check_usable_by_others,
     nearest_existing,
 )
-from odd.zipapp import DEFAULT_PYTHON, ODD_MAIN, PRINCIPALS_MAIN, build
+from odd.zipapp import ODD_MAIN, PRINCIPALS_MAIN, build
 
-DEFAULT_PREFIX = Path("/usr/local")
 WRAPPER_NAME = "odd-principals"
 ODD_NAME = "odd"
 # sshd_config's AuthorizedPrincipalsCommandUser, as printed by `odd sshd-config`.

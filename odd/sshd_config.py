@@ -7,52 +7,39 @@ is there, for the operator who pastes them.
 """
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from odd.bastion import check_glob
-from odd.errors import InvalidPath
 from odd.names import check_host_identity, check_hostname, check_login
+from odd.paths import (
+    AUTHORIZED_KEYS_FILE,
+    CA_FILE,
+    KRL_FILE,
+    ODD_COMMAND,
+    PRINCIPALS_COMMAND,
+    PUSH_KEYS_FILE,
+    check_config_path,
+)
 
-DEFAULT_PUSH_USER = "granting-service"
 PRINCIPALS_COMMAND_USER = "nobody"
 # The unprivileged push user's forced command runs odd through sudo, by absolute path: sshd runs
 # it with a minimal PATH, and sudoers matches the exact command line.
 SUDO = "/usr/bin/sudo"
 SSH_PORT = 22
 
-# sshd_config splits on whitespace, treats quotes and '#' specially and expands %-tokens in
-# several directives, so paths are limited to a plain character set.
-_PATH_RE = re.compile(r"/[A-Za-z0-9._/+@-]*")
-# AuthorizedKeysFile is a pattern: %u (login), %U (uid), %h (home) and %% are meant.
-_KEYS_PATTERN_RE = re.compile(r"/(?:[A-Za-z0-9._/+@-]|%[%uUh])*")
-
 
 @dataclass(frozen=True)
 class SshdPaths:
     """Where sshd finds Even's files; the defaults are the ones SPEC §5/§6 fix."""
 
-    ca_file: Path = Path("/etc/ssh/even_user_ca.pub")
-    krl_file: Path = Path("/etc/ssh/even_revoked.krl")
-    principals_command: Path = Path("/usr/local/libexec/odd-principals")
-    authorized_keys_file: Path = Path("/etc/ssh/even_authorized_keys/%u")
-    push_keys_file: Path = Path("/etc/ssh/even_push_keys")
-    # The forced command of Even's push key (SPEC §5: odd is called by this absolute path).
-    odd_command: Path = Path("/usr/local/sbin/odd")
-
-
-def check_config_path(path: str | os.PathLike[str], *, keys_pattern: bool = False) -> str:
-    """Return `path` as a string if it is safe to write into sshd_config, else raise."""
-    text = os.fspath(path)
-    pattern = _KEYS_PATTERN_RE if keys_pattern else _PATH_RE
-    if pattern.fullmatch(text) is None:
-        raise InvalidPath(
-            f"path {text!r} must be absolute and use only letters, digits and ._/+@-"
-            + (" (and %u, %U, %h, %%)" if keys_pattern else "")
-        )
-    return text
+    ca_file: Path = CA_FILE
+    krl_file: Path = KRL_FILE
+    principals_command: Path = PRINCIPALS_COMMAND
+    authorized_keys_file: Path = AUTHORIZED_KEYS_FILE
+    push_keys_file: Path = PUSH_KEYS_FILE
+    odd_command: Path = ODD_COMMAND
 
 
 def render_sshd_config(
@@ -174,9 +161,13 @@ def _push_lines(push_user: str, paths: SshdPaths, bastion_for: Sequence[str]) ->
     lines += [
         "# Even's push user logs in only with its own key, whose forced command is",
         "# `odd grant-ssh-access`; no certificate can log in as it. Keep this block last.",
+        "# sshd runs the forced command through the push user's shell; bash then reads",
+        "# ~/.bashrc (it does for sshd's commands unless SHLVL is set): no rc file's cost,",
+        "# output or side effects belong in a push.",
         f"Match User {push_user}",
         f"    AuthorizedKeysFile {push_keys}",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
     if push_user == "root":
         lines.append("    PermitRootLogin forced-commands-only")

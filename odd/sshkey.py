@@ -17,7 +17,7 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from odd.errors import UsageError
 
@@ -30,8 +30,7 @@ MAX_BASE64_LENGTH = 4096
 _BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 
-@dataclass(frozen=True)
-class _Curve:
+class _Curve(NamedTuple):
     """A short-Weierstrass prime curve y² = x³ - 3x + b (mod p), as named by RFC 5656."""
 
     name: str
@@ -77,8 +76,7 @@ class InvalidKey(UsageError):
     """A public key is malformed, of a refused type, or too weak."""
 
 
-@dataclass(frozen=True)
-class PublicKey:
+class PublicKey(NamedTuple):
     """A parsed, validated public key; `blob` is its canonical wire encoding."""
 
     key_type: str

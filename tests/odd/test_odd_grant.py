@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -413,17 +412,17 @@ def test_refusals_exit_2_and_write_nothing(
 
 
 def test_root_only_when_allowed(odd: Runner, config: OddConfig) -> None:
-    odd(grant(login="root"), config=replace(config, allow_root_login=True))
+    odd(grant(login="root"), config=config._replace(allow_root_login=True))
     assert (config.keys_dir / "root").exists()
     # Root as the push user is never granted, whatever allow_root_login says.
-    as_push_user = replace(config, allow_root_login=True, push_user="root")
+    as_push_user = config._replace(allow_root_login=True, push_user="root")
     with pytest.raises(UsageError, match="push user"):
         odd(grant(login="root"), config=as_push_user)
 
 
 def test_default_push_user_and_sudo_caller_are_refused(odd: Runner, config: OddConfig) -> None:
     with pytest.raises(UsageError, match="push user"):
-        odd(grant(login="granting-service"), config=replace(config, push_user=None))
+        odd(grant(login="granting-service"), config=config._replace(push_user=None))
     with pytest.raises(UsageError, match="push user"):
         odd(grant(login="deployer"), environ={"SUDO_USER": "deployer"})
 
@@ -598,10 +597,11 @@ def test_sshd_config_push_with_sudo_user_prints_the_sudoers_lines() -> None:
     assert {"PasswordAuthentication no", "KbdInteractiveAuthentication no", "LogLevel VERBOSE"} <= (
         set(directives)
     )
-    assert directives[-3:] == [
+    assert directives[-4:] == [
         "Match User granting-service",
         "    AuthorizedKeysFile /etc/ssh/even_push_keys",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
 
 

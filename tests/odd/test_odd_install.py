@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zipimport
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,10 +61,29 @@ def wrapper(tmp_path: Path) -> Path:
 
 def test_wrapper_is_a_zipapp_of_the_whole_package() -> None:
     data = build_wrapper(SYSTEM_PYTHON)
-    assert data.startswith(b"#!/usr/bin/python3 -I\n")
+    assert data.startswith(b"#!/usr/bin/python3 -IS\n")
     names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
     package = Path(odd.__file__).parent
-    assert {f"odd/{p.name}" for p in package.glob("*.py")} | {"__main__.py"} == names
+    sources = {f"odd/{p.name}" for p in package.glob("*.py")} | {"__main__.py"}
+    assert sources | {f"{name}c" for name in sources} == names
+
+
+def test_zipapp_modules_load_from_their_pyc(tmp_path: Path) -> None:
+    """zipimport takes the compiled code (no compile at each start) while it matches its
+    source, and compiles the source instead when it does not (another Python, an edit)."""
+    archive = tmp_path / "odd.pyz"
+    archive.write_bytes(build(ODD_MAIN, Path(sys.executable)))
+    code = zipimport.zipimporter(f"{archive}/odd/").get_code("odd.cli")
+    assert code.co_filename == "odd/cli.py"  # as compiled at build time
+    stale = tmp_path / "stale.pyz"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(stale, "w") as copy:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "odd/cli.pyc":
+                data = data[:8] + bytes(8) + data[16:]  # a hash no source has
+            copy.writestr(info, data)
+    code = zipimport.zipimporter(f"{stale}/odd/").get_code("odd.cli")
+    assert code.co_filename == f"{stale}/odd/cli.py"  # compiled from the source
 
 
 def test_wrapper_is_reproducible() -> None:
@@ -209,7 +229,7 @@ def test_install_writes_odd_and_the_wrapper_and_is_idempotent(secure_dir: Path) 
         check_secure_file(item.path)  # root-owned, not group/other-writable, safe parents
         assert stat.S_IMODE(item.path.stat().st_mode) == 0o755
     odd_file = odd_path(prefix)
-    assert odd_file.read_bytes().startswith(b"#!/usr/bin/python3 -I\n")
+    assert odd_file.read_bytes().startswith(b"#!/usr/bin/python3 -IS\n")
     # Only /usr/bin/python3 and the file itself: no venv, no PYTHONPATH, empty environment.
     version = _run_wrapper(odd_file, "--version")
     assert (version.returncode, version.stdout.strip()) == (0, f"odd {odd.__version__}")

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from odd.errors import InvalidHostname, InvalidLogin, InvalidPath
-from odd.sshd_config import SshdPaths, check_config_path, render_sshd_config
+from odd.paths import check_config_path
+from odd.sshd_config import SshdPaths, render_sshd_config
 
 EXPECTED = [
     "TrustedUserCAKeys /etc/ssh/even_user_ca.pub",
@@ -55,6 +56,7 @@ def test_push_block_comes_last() -> None:
         "Match User granting-service",
         "    AuthorizedKeysFile /etc/ssh/even_push_keys",
         "    TrustedUserCAKeys none",
+        "    SetEnv SHLVL=1",
     ]
 
 
