@@ -25,6 +25,8 @@ from even.push.runner import PushRunner
 from even.ratelimit import RateLimiter
 from even.service.access import AccessService
 from even.service.admission import PolicyGate
+from even.service.approval_jobs import ApprovalJobs
+from even.service.approvals import ApprovalService
 from even.service.audit_log import AuditLogService, CheckpointPolicy
 from even.service.ca_registry import CaRegistry
 from even.service.certificate_access import CertificateGrants
@@ -79,6 +81,7 @@ class Components:
     jobs: Jobs
     classic: ClassicAccess
     writer: GroupCommitWriter  # the grant path's group commit (closed at shutdown)
+    approvals: ApprovalService  # approve, deny, cancel, review; pending and review lists
 
 
 def load_settings_policy(settings: Settings) -> Policy:
@@ -245,7 +248,20 @@ def build_components(
         rate_limits,
         keys,
         push,
-        Jobs(engine=engine, clock=clock, push=lines),
+        Jobs(
+            engine=engine,
+            clock=clock,
+            push=lines,
+            approvals=ApprovalJobs(engine=engine, clock=clock),
+        ),
         ClassicAccess(engine=engine, access=access, bastions=settings.bastions),
         writer,
+        ApprovalService(
+            engine=engine,
+            gate=gate,
+            certificate=certificate,
+            signer=signer,
+            clock=clock,
+            push=push,
+        ),
     )

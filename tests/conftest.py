@@ -45,6 +45,33 @@ def requires_real_component(reason: str) -> None:
     pytest.skip(reason)
 
 
+# TEST_POLICY with rules that need approvers (SPEC §11), ahead of the others.
+APPROVAL_RULES = r"""
+  - name: prod-db
+    subjects: {groups: [sre], users: [alice, piutest]}
+    hosts: ["db-*.approve.even.test"]
+    logins: ["{username}"]
+    modes: [certificate, push]
+    max_lifetime_minutes: 60
+    reason: {min_length: 5}
+    approval:
+      approvers: {groups: [sre-leads], users: [carol]}
+      count: 1
+      pending_minutes: 60
+    emergency: {allowed: true, max_lifetime_minutes: 30, review_within_hours: 24}
+  - name: vault
+    subjects: {users: [alice]}
+    hosts: ["vault-*.approve.even.test"]
+    logins: ["{username}"]
+    reason: {min_length: 5}
+    approval:
+      approvers: {users: [carol, dave]}
+      count: 2
+      pending_minutes: 30
+"""
+APPROVAL_POLICY = TEST_POLICY.replace("rules:\n", "rules:" + APPROVAL_RULES, 1)
+
+
 def make_even_dir(directory: Path, policy: str = TEST_POLICY) -> Path:
     config = init_directory(directory, dev_issuer=True)
     (directory / "policy.yaml").write_text(policy, encoding="utf-8")

@@ -26,6 +26,7 @@ from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
 from even.api.routes import (
     access,
+    approvals,
     audit,
     classic,
     dev_issuer,
@@ -57,12 +58,7 @@ def create_app(
 ) -> FastAPI:
     components = components or build_components(settings, clock)
     metrics = Metrics(components)
-    metrics.register_gauge(
-        "even_notification_deliveries",
-        "Notifications in the outbox not delivered, by status (pending, failed).",
-        ["status"],
-        partial(_delivery_samples, components),
-    )
+    _register_gauges(metrics, components)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +120,7 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(metrics_route.router)
     app.include_router(access.router)
+    app.include_router(approvals.router)
     app.include_router(audit.router)
     app.include_router(trust.router)
     app.include_router(keys.router)
@@ -132,6 +129,25 @@ def create_app(
     app.include_router(dev_issuer.router)
     install_console(app, settings, components)  # only when `console:` is configured
     return app
+
+
+def _register_gauges(metrics: Metrics, components: Components) -> None:
+    """State read at every scrape: undelivered notifications, pending approvals."""
+    metrics.register_gauge(
+        "even_notification_deliveries",
+        "Notifications in the outbox not delivered, by status (pending, failed).",
+        ["status"],
+        partial(_delivery_samples, components),
+    )
+    approval_jobs = components.jobs.approvals
+    if approval_jobs is not None:
+        count_pending = approval_jobs.pending_count
+        metrics.register_gauge(
+            "even_pending_approvals",
+            "Access requests waiting for approvers (PENDING_APPROVAL).",
+            [],
+            lambda: [({}, float(count_pending()))],
+        )
 
 
 def _delivery_samples(components: Components) -> list[tuple[dict[str, str], float]]:

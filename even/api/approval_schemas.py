@@ -11,7 +11,23 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from even.api.schemas import MAX_REASON, AccessGrantAnswer, AccessRequestItem, _reject_unsafe_text
+from even.api.schemas import (
+    MAX_REASON,
+    AccessGrantAnswer,
+    AccessRequestItem,
+    ApprovalEntry,
+    ApprovalObject,
+    _reject_unsafe_text,
+)
+
+__all__ = [
+    "AccessAnswer",
+    "ApprovalEntry",
+    "ApprovalObject",
+    "ApproveBody",
+    "DenyBody",
+    "ReviewBody",
+]
 
 
 def _comment(value: str) -> str:
@@ -41,27 +57,9 @@ class ReviewBody(_Body):
     comment: Comment
 
 
-class ApprovalEntry(BaseModel):
-    username: str
-    time: str
-    comment: str | None
-
-
-class ApprovalObject(BaseModel):
-    """`approval`: how many approvals are needed, who gave one, who may, and until when."""
-
-    needed: int
-    approvals: list[ApprovalEntry]
-    approver_groups: list[str]
-    expires_at: str
-
-
 class AccessAnswer(AccessGrantAnswer):
-    """The 201/202 answer and `GET /v1/access-requests/{id}` for the requester: a grant's
-    fields plus `approval` while (or after) approvers were involved, and `emergency`."""
-
-    approval: ApprovalObject | None = None
-    emergency: bool = False
+    """The 201/202 answer: a grant's fields, `approval` while (or after) approvers were
+    involved, and `emergency` (both are fields of AccessGrantAnswer itself)."""
 
 
 class ApprovalItem(AccessRequestItem):

@@ -54,7 +54,7 @@ class GrantLane:
             # As in the route: the caller first (its dependency), then the body.
             identity = await authenticate(self.components, request)
             body = await read_json(request, AccessRequestBody)
-            answer = await grant_answer(self.components, identity, body, None)
+            status, answer = await grant_answer(self.components, identity, body, None)
         except EvenError as exc:
             await domain_problem(exc)(scope, receive, send)
             return
@@ -67,5 +67,5 @@ class GrantLane:
             await unexpected_problem("POST", PATH)(scope, receive, send)
             return
         headers = [*_ANSWER_HEADERS, (b"content-length", str(len(answer)).encode())]
-        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": answer})

@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from even.errors import EmergencyNotAllowed
-
 # even.names' patterns shape the OpenAPI document (clients, fuzzers); its functions decide.
 from even.names import BASTION_PATTERN, HOSTNAME_PATTERN, LOGIN_PATTERN
 from even.service.models import AccessRequestInput, AccessRequestView
@@ -71,10 +69,6 @@ class AccessRequestBody(BaseModel):
         return self
 
     def to_input(self) -> AccessRequestInput:
-        if self.emergency:
-            # Until the grant path honours break-glass, refuse it rather than grant a plain
-            # request the caller believes is an emergency one (or ignore what they asked).
-            raise EmergencyNotAllowed("break-glass is not available on this server")
         return AccessRequestInput(
             hostname=self.hostname,
             reason=self.reason,
@@ -83,7 +77,23 @@ class AccessRequestBody(BaseModel):
             lifetime_minutes=self.lifetime_minutes,
             mode=self.mode,
             public_key=self.public_key,
+            emergency=self.emergency,
         )
+
+
+class ApprovalEntry(BaseModel):
+    username: str
+    time: str
+    comment: str | None
+
+
+class ApprovalObject(BaseModel):
+    """`approval`: how many approvals are needed, who gave one, who may, and until when."""
+
+    needed: int
+    approvals: list[ApprovalEntry]
+    approver_groups: list[str]
+    expires_at: str
 
 
 class Receipt(BaseModel):
@@ -111,6 +121,9 @@ class AccessGrantAnswer(BaseModel):
     bastion_serial: int | None
     ssh_command: str | None
     receipt: Receipt | None
+    # SPEC §11: for a request that waits (or waited) for approvers; break-glass grants.
+    approval: ApprovalObject | None = None
+    emergency: bool = False
 
     @classmethod
     def from_view(cls, view: AccessRequestView) -> AccessGrantAnswer:
@@ -135,6 +148,8 @@ class AccessGrantAnswer(BaseModel):
             bastion_serial=view.bastion_serial,
             ssh_command=ssh if view.status == "GRANTED" else None,
             receipt=Receipt(**view.receipt) if view.receipt else None,
+            approval=ApprovalObject.model_validate(view.approval) if view.approval else None,
+            emergency=view.emergency,
         )
 
 
@@ -159,13 +174,53 @@ class AccessRequestItem(BaseModel):
     created: str
     last_modified: str
     certificate: str | None = None
+    approval: ApprovalObject | None = None
+    emergency: bool = False
+    # A break-glass grant's review (SPEC §11); null until due / reviewed.
+    review_due: str | None = None
+    reviewed_at: str | None = None
+    reviewed_by: str | None = None
+    verdict: str | None = None
+    review_comment: str | None = None
 
     @classmethod
     def from_view(
         cls, view: AccessRequestView, *, with_certificate: bool = False
     ) -> AccessRequestItem:
-        data: dict[str, Any] = {k: getattr(view, k) for k in cls.model_fields if k != "certificate"}
-        return cls(**data, certificate=view.certificate if with_certificate else None)
+        data: dict[str, Any] = {
+            k: getattr(view, k) for k in _ITEM_FIELDS if k not in ("certificate", "approval")
+        }
+        approval = ApprovalObject.model_validate(view.approval) if view.approval else None
+        return cls(
+            **data,
+            certificate=view.certificate if with_certificate else None,
+            approval=approval,
+        )
+
+
+class AccessRequestDetail(AccessRequestItem):
+    """`GET /v1/access-requests/{id}`: the item, and to the requester alone (once granted)
+    the credentials: certificates, receipt, ssh command."""
+
+    bastion_certificate: str | None = None
+    ssh_command: str | None = None
+    receipt: Receipt | None = None
+
+    @classmethod
+    def for_caller(cls, view: AccessRequestView, *, requester: bool) -> AccessRequestDetail:
+        item = AccessRequestItem.from_view(view, with_certificate=requester)
+        if not requester:
+            return cls(**item.model_dump())
+        grant = AccessGrantAnswer.from_view(view)
+        return cls(
+            **item.model_dump(),
+            bastion_certificate=view.bastion_certificate,
+            ssh_command=grant.ssh_command,
+            receipt=grant.receipt,
+        )
+
+
+_ITEM_FIELDS = tuple(AccessRequestItem.model_fields)
 
 
 class AccessRequestList(BaseModel):

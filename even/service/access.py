@@ -25,7 +25,7 @@ from even.service.certificate_access import CertificateGrants
 from even.service.idempotency import Idempotency, IdempotencyKey
 from even.service.models import AccessRequestInput, AccessRequestView, ListFilters
 from even.service.views import view
-from even.store import access_requests
+from even.store import access_requests, approval_store
 from even.store.db import read_only
 
 __all__ = ["PRIVILEGED_READ_ROLES", "AccessService", "IdempotencyKey", "PushRequests"]
@@ -122,10 +122,11 @@ class AccessService:
     def get(self, identity: Identity, request_id: str) -> AccessRequestView:
         with read_only(self._engine) as conn:
             row = access_requests.find(conn, request_id)
-        # Someone else's request is indistinguishable from a missing one.
-        if row is None or not self._may_read(identity, row["username"]):
-            raise NotFound("no such access request")
-        return view(row)
+            # Someone else's request is indistinguishable from a missing one.
+            if row is None or not self._may_read(identity, row["username"]):
+                raise NotFound("no such access request")
+            extras = approval_store.view_extras(conn, [request_id])
+        return view(row, extras=extras.get(request_id))
 
     def list_requests(
         self, identity: Identity, filters: ListFilters
@@ -141,8 +142,10 @@ class AccessService:
                 limit=filters.limit + 1,
                 offset=filters.offset,
             )
-        items = [view(r) for r in rows[: filters.limit]]
-        more = len(rows) > filters.limit
+            more = len(rows) > filters.limit
+            rows = rows[: filters.limit]
+            extras = approval_store.view_extras(conn, [r["id"] for r in rows])
+        items = [view(r, extras=extras.get(r["id"])) for r in rows]
         return items, (filters.offset + filters.limit) if more else None
 
     def count(self) -> int:

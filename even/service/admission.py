@@ -20,7 +20,14 @@ from sqlalchemy.engine import Engine
 
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
-from even.errors import Denied, EvenError, InvalidRequest
+from even.errors import (
+    ApprovalRequired,
+    Denied,
+    EmergencyNotAllowed,
+    EvenError,
+    InvalidRequest,
+    LifetimeTooLong,
+)
 from even.identity import Identity
 from even.names import is_bastion_name, is_hostname, is_login, is_self_name
 from even.policy import Grant, Policy, Rule, Subject
@@ -118,9 +125,32 @@ class PolicyGate:
             raise BastionNotAllowed(f"bastion {request.bastion!r} is not allowed for this host")
         if vet is not None:
             vet(rule)
-        return self.policy.check(
-            rule, reason=request.reason, lifetime_minutes=request.lifetime_minutes
-        )
+        if not request.emergency:
+            if rule.approval is not None and not request.can_wait:
+                raise ApprovalRequired(
+                    f"rule {rule.name}: this host needs an approver; request it with piu or "
+                    "POST /v1/access-requests, which can wait for approval",
+                    rule=rule.name,
+                )
+            return self.policy.check(
+                rule, reason=request.reason, lifetime_minutes=request.lifetime_minutes
+            )
+        # Break-glass (SPEC §11): only where the rule allows it; its own cap is the default
+        # lifetime and the maximum, whatever the rule's ordinary maximum is.
+        if not rule.emergency_allowed:
+            raise EmergencyNotAllowed(
+                f"rule {rule.name}: break-glass (emergency) access is not allowed",
+                rule=rule.name,
+            )
+        cap = self.policy.emergency_max_lifetime(rule)
+        lifetime = cap if request.lifetime_minutes is None else request.lifetime_minutes
+        if lifetime > cap:
+            raise LifetimeTooLong(
+                f"rule {rule.name}: break-glass lifetime {lifetime} min exceeds the maximum "
+                f"of {cap} min",
+                rule=rule.name,
+            )
+        return self.policy.check(rule, reason=request.reason, lifetime_minutes=lifetime)
 
     def roles(self, identity: Identity) -> list[str]:
         return self.policy.roles_for(Subject(identity.username, identity.groups))

@@ -31,9 +31,16 @@ from even.ids import new_request_id
 from even.policy import Grant
 from even.service.admission import Asked, PolicyGate, check_names, record_denial
 from even.service.ca_registry import CaRegistry
-from even.service.grant_draft import GrantRecords, grant_records, requested_event, sign
+from even.service.grant_draft import (
+    GrantRecords,
+    grant_extra,
+    grant_records,
+    requested_event,
+    sign,
+)
 from even.service.idempotency import IdempotencyKey, finish, refusal_answer
 from even.service.models import AccessRequestInput, AccessRequestView
+from even.service.pending import needs_approval, open_review, record_pending
 from even.service.serial_pool import SerialPool
 from even.service.views import view
 from even.sshkeys import ParsedPublicKey, parse_public_key
@@ -51,11 +58,13 @@ class Checked(NamedTuple):
 
 class Committed(NamedTuple):
     """What a grant's unit of work leaves for its answer: the row, the receipt signed in it
-    (if an Idempotency-Key stored the answer) and the `access.granted` record."""
+    (if an Idempotency-Key stored the answer) and the `access.granted` record (for a request
+    left waiting for approvers: `access.pending`, and no receipt is signed)."""
 
     row: dict[str, Any]
     receipt: dict[str, Any] | None
     record: dict[str, Any]
+    extras: dict[str, Any] | None = None  # the view's approval/emergency fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,7 @@ class CertificateDraft:
     presigned: GrantRecords | None  # signed before the lock with reserved serials
     idempotency: IdempotencyKey | None
     grants: CertificateGrants
+    pending: bool = False  # the rule needs approvers: record it, sign nothing
 
     def apply(self, tx: Transaction) -> Committed | None:
         return self.grants.record(tx, self)
@@ -128,11 +138,12 @@ class CertificateGrants:
             grant = self._gate.decide(identity, request, login)
         except (Denied, PolicyRejected) as exc:
             refusal = exc
-        else:
+        pending = grant is not None and needs_approval(grant, request)
+        if grant is not None and not pending:
             presigned = self._presign(asked, public_key, grant)
         requested = requested_event(asked, public_key.fingerprint)
         return CertificateDraft(
-            asked, public_key, requested, refusal, grant, presigned, idempotency, self
+            asked, public_key, requested, refusal, grant, presigned, idempotency, self, pending
         )
 
     def grant(
@@ -164,10 +175,12 @@ class CertificateGrants:
         if draft.refusal is not None:
             raise draft.refusal  # only after the denial record has committed
         assert committed is not None
+        if draft.pending:
+            return view(committed.row, extras=committed.extras)  # 202: no credential yet
         receipt = committed.receipt
         if receipt is None:
             receipt = self._signer.receipt(committed.record["seq"], committed.record["hash"])
-        return view(committed.row, receipt=receipt)
+        return view(committed.row, receipt=receipt, extras=committed.extras)
 
     def _presign(
         self, asked: Asked, public_key: ParsedPublicKey, grant: Grant
@@ -180,7 +193,7 @@ class CertificateGrants:
             return None
         ca = reserved[0][1]
         signed = sign(ca, [s for s, _ in reserved], asked, public_key, grant, self._clock.now())
-        return grant_records(signed, asked, public_key, grant)
+        return grant_records(signed, asked, public_key, grant, grant_extra(asked))
 
     # -- under the write lock --------------------------------------------------------------
 
@@ -195,37 +208,85 @@ class CertificateGrants:
             )
             finish(tx, asked.identity.username, draft.idempotency, refusal_answer(draft.refusal))
             return None
-        assert draft.grant is not None
-        records = self._fresh(tx, draft, now)
+        grant = draft.grant
+        assert grant is not None
+        if draft.pending:
+            return self._pend(tx, draft, grant, now)
+        records = self._fresh(tx, asked, draft.public_key, grant, draft.presigned, now)
         record = tx.append(records.granted, now)
         stamp = rfc3339(now)
         row = {**records.row, "created": stamp, "last_modified": stamp}
         access_requests.insert(tx, row)
+        extras = None
+        if asked.request.emergency:
+            open_review(tx, asked, grant, now)
+            extras = {"emergency": True}
         receipt = None
         if draft.idempotency is not None:
             # The stored answer needs the receipt now (asdict is costly: only here).
             receipt = self._signer.receipt(record["seq"], record["hash"])
-            answer = {"view": asdict(view(row, receipt=receipt))}
+            answer = {"view": asdict(view(row, receipt=receipt, extras=extras))}
             finish(tx, asked.identity.username, draft.idempotency, answer)
-        return Committed(row, receipt, record)
+        return Committed(row, receipt, record, extras)
 
-    def _fresh(self, tx: Transaction, draft: CertificateDraft, now: datetime) -> GrantRecords:
-        """The draft's early signature if its CA is still the active one, else signed now."""
+    def _pend(
+        self, tx: Transaction, draft: CertificateDraft, grant: Grant, now: datetime
+    ) -> Committed:
+        """The rule needs approvers: record the request as pending, sign nothing."""
+        public_key = draft.public_key
+        row, approval, record = record_pending(
+            tx,
+            draft.asked,
+            grant,
+            fingerprint=public_key.fingerprint,
+            public_keys=[public_key.openssh],
+            now=now,
+        )
+        extras = {"approval": approval}
+        if draft.idempotency is not None:
+            answer = {"view": asdict(view(row, extras=extras))}
+            finish(tx, draft.asked.identity.username, draft.idempotency, answer)
+        return Committed(row, None, record, extras)
+
+    def grant_in(
+        self,
+        tx: Transaction,
+        asked: Asked,
+        public_key: ParsedPublicKey,
+        grant: Grant,
+        now: datetime,
+        extra: dict[str, Any],
+    ) -> tuple[GrantRecords, dict[str, Any]]:
+        """The ordinary grant inside another use case's unit of work (the last approval):
+        sign under the lock with lifetime from `now`, append `access.granted` (with `extra`
+        details). The caller writes the row (it exists already)."""
+        records = self._fresh(tx, asked, public_key, grant, None, now, extra)
+        return records, tx.append(records.granted, now)
+
+    def _fresh(
+        self,
+        tx: Transaction,
+        asked: Asked,
+        public_key: ParsedPublicKey,
+        grant: Grant,
+        presigned: GrantRecords | None,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> GrantRecords:
+        """The early signature if its CA is still the active one, else signed now."""
         ca: UserCA = tx.cached(_CA, self._ca_registry.signing_ca)
-        presigned = draft.presigned
         if (
             presigned is not None
             and presigned.signed.ca_fingerprint == ca.active.fingerprint
             # The CA may have gained keys since the early signature: none may be certified.
-            and not ca.is_ca_key(draft.public_key)
+            and not ca.is_ca_key(public_key)
         ):
             for serial_row in presigned.serial_rows:
                 access_requests.insert_serial(tx, serial_row)
             return presigned
+        if ca.is_ca_key(public_key):
+            raise InvalidRequest("public_key: the CA's own key cannot be certified")
         # No reserved serials, or the CA rotated since: draw and sign under the lock.
-        grant = draft.grant
-        assert grant is not None
-        asked = draft.asked
         valid_before = rfc3339(now + timedelta(minutes=grant.lifetime_minutes))
         fingerprint = ca.active.fingerprint
         purposes = ["target"] if grant.rule.bastion is None else ["target", "bastion"]
@@ -237,5 +298,5 @@ class CertificateGrants:
             if serial is None:
                 raise InvalidRequest("serial space exhausted")
             serials.append(serial)
-        signed = sign(ca, serials, asked, draft.public_key, grant, now)
-        return grant_records(signed, asked, draft.public_key, grant)
+        signed = sign(ca, serials, asked, public_key, grant, now)
+        return grant_records(signed, asked, public_key, grant, extra or grant_extra(asked))

@@ -63,6 +63,7 @@ class ClassicAccess:
             bastion=bastion,
             lifetime_minutes=request.lifetime_minutes,
             mode="push",
+            can_wait=False,  # the original client cannot wait for approvers
         )
 
     def _bastion_name(self, hostname: str) -> str:

@@ -56,19 +56,23 @@ class GrantRecords:
 def requested_event(asked: Asked, fingerprint: str) -> SealTemplate:
     """`access.requested`, canonicalised here so that under the lock it only needs its place."""
     request = asked.request
+    details: dict[str, Any] = {
+        "mode": request.mode,
+        "fingerprint": fingerprint,
+        "lifetime_minutes": request.lifetime_minutes,
+        "bastion": request.bastion,
+        "dev_issuer": asked.identity.dev_issuer,
+    }
+    if request.emergency:
+        details["emergency"] = True
     return SealTemplate(
-        AuditEvent(
-            type="access.requested",
-            **asked.event_fields(),
-            details={
-                "mode": request.mode,
-                "fingerprint": fingerprint,
-                "lifetime_minutes": request.lifetime_minutes,
-                "bastion": request.bastion,
-                "dev_issuer": asked.identity.dev_issuer,
-            },
-        )
+        AuditEvent(type="access.requested", **asked.event_fields(), details=details)
     )
+
+
+def grant_extra(asked: Asked) -> dict[str, Any] | None:
+    """Details a direct grant adds to `access.granted`: `emergency` for break-glass."""
+    return {"emergency": True} if asked.request.emergency else None
 
 
 def principals(rule: Rule, login: str, hostname: str) -> list[str]:
@@ -141,8 +145,13 @@ def sign(
 
 
 def grant_records(
-    signed: Signed, asked: Asked, public_key: ParsedPublicKey, grant: Grant
+    signed: Signed,
+    asked: Asked,
+    public_key: ParsedPublicKey,
+    grant: Grant,
+    extra: dict[str, Any] | None = None,
 ) -> GrantRecords:
+    """`extra`: details only some grants carry (`emergency`, `approvers`)."""
     rule = grant.rule
     request = asked.request
     key_id = f"even:{asked.request_id}:{asked.identity.username}"
@@ -165,6 +174,8 @@ def grant_records(
     }
     if asked.identity.dev_issuer:
         details["dev_issuer"] = True
+    if extra:
+        details.update(extra)
     row = access_requests.row(
         id=asked.request_id,
         status="GRANTED",

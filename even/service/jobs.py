@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
+from even.service.approval_jobs import ApprovalJobs
 from even.service.push_lines import PushLines
 from even.store import access_requests
 from even.store.db import transaction, try_job_lock
@@ -45,15 +46,25 @@ BATCH = 100  # requests per round: a long backlog is worked off over several rou
 
 
 class Jobs:
-    def __init__(self, *, engine: Engine, clock: Clock, push: PushLines | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        clock: Clock,
+        push: PushLines | None = None,
+        approvals: ApprovalJobs | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._push = push
+        self.approvals = approvals  # pending expiry and overdue reviews (SPEC §11)
 
     def run_once(self) -> None:
         """One round of every job (what the app's background loop calls)."""
         self.reconcile_once()
         self.expire_once()
+        if self.approvals is not None:
+            self.approvals.run_once()
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -104,8 +115,10 @@ class Jobs:
             candidates = conn.execute(
                 select(_requests.c.id)
                 .where(_requests.c.status == "PUSHING")
-                .where(_requests.c.created <= cutoff)
-                .order_by(_requests.c.created)
+                # valid_after is when its push started (for a request that waited for
+                # approvers, much later than `created`).
+                .where(_requests.c.valid_after <= cutoff)
+                .order_by(_requests.c.valid_after)
                 .limit(BATCH)
             ).all()
             unfinished = access_requests.unclean_failures(conn, limit=BATCH)
@@ -149,7 +162,7 @@ class Jobs:
         with transaction(self._engine) as conn:
             now = self._clock.now()
             row = conn.execute(select(_requests).where(_requests.c.id == request_id)).first()
-            if row is None or row.status != "PUSHING" or row.created > cutoff:
+            if row is None or row.status != "PUSHING" or row.valid_after > cutoff:
                 return False  # resolved meanwhile, by its own request or another replica
             cleanup = "clean"
             if unclean:

@@ -17,6 +17,10 @@ class AccessRequestInput:
     lifetime_minutes: int | None = None
     mode: Mode = "certificate"
     public_key: str | None = None
+    emergency: bool = False  # break-glass (SPEC §11): grant now, review later
+    # False for clients that cannot wait for approvers (the classic API): a rule that needs
+    # approval then refuses with `approval_required` instead of answering 202.
+    can_wait: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,16 @@ class AccessRequestView:
     created: str
     last_modified: str
     receipt: dict[str, Any] | None = None
+    # Approvals (SPEC §11): `{needed, approvals, approver_groups, expires_at}` for a request
+    # that waited (or waits) for approvers; None for any other.
+    approval: dict[str, Any] | None = None
+    # Break-glass: the grant and its review (None until reviewed).
+    emergency: bool = False
+    review_due: str | None = None
+    reviewed_at: str | None = None
+    reviewed_by: str | None = None
+    verdict: str | None = None
+    review_comment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from even.push.runner import GrantFailed, PushRunner
 from even.service.admission import Asked, PolicyGate, check_names, record_denial
 from even.service.idempotency import IdempotencyKey, finish, refusal_answer
 from even.service.models import AccessRequestInput, AccessRequestView
+from even.service.pending import needs_approval, open_review, record_pending
 from even.service.push_lines import PushLines
 from even.service.user_keys import UserKeyService
 from even.service.views import view
@@ -87,6 +88,7 @@ class _Started:
     plan: PushPlan
     expires: datetime
     details: dict[str, Any]  # what access.push_started said about the grant
+    grant: Grant
 
 
 class PushAccessService:
@@ -149,7 +151,7 @@ class PushAccessService:
         except (Denied, PolicyRejected) as exc:
             refusal = exc
 
-        def begin(tx: Transaction) -> _Started | None:
+        def begin(tx: Transaction) -> _Started | AccessRequestView | None:
             now = self._clock.now()
             tx.append(self._event("access.requested", asked, self._requested(asked, checked)), now)
             if refusal is not None:
@@ -157,12 +159,70 @@ class PushAccessService:
                 record_denial(tx, asked, refusal, fingerprint=fingerprint, now=self._clock.now())
                 finish(tx, identity.username, idempotency, refusal_answer(refusal))
                 return None
+            if needs_approval(grant, request):
+                return self._pend(tx, asked, checked, grant, now, idempotency)
             return self._start(tx, asked, checked, grant, now)
 
         started = commit_work(self._engine, begin)
         if started is None:
             assert refusal is not None
             raise refusal  # only after the denial record has committed
+        if isinstance(started, AccessRequestView):
+            return started  # 202: waits for approvers, nothing pushed
+        return self._push_and_record(asked, checked, started, idempotency)
+
+    def _pend(
+        self,
+        tx: Transaction,
+        asked: Asked,
+        checked: _Checked,
+        grant: Grant,
+        now: datetime,
+        idempotency: IdempotencyKey | None,
+    ) -> AccessRequestView:
+        row, approval, _ = record_pending(
+            tx,
+            asked,
+            grant,
+            fingerprint=checked.fingerprints[0],
+            public_keys=[k.openssh for k in checked.keys],
+            now=now,
+        )
+        pending = view(row, extras={"approval": approval})
+        finish(tx, asked.identity.username, idempotency, {"view": asdict(pending)})
+        return pending
+
+    def start_approved(
+        self,
+        tx: Transaction,
+        asked: Asked,
+        stored: dict[str, Any],
+        grant: Grant,
+        now: datetime,
+        approvers: list[str],
+    ) -> tuple[Asked, _Checked, _Started]:
+        """The last approval of a push request, inside its unit of work: the push user
+        check and `access.push_started` (PUSHING), exactly as a direct push grant's."""
+        if asked.login == self._push_user:
+            raise LoginNotAllowed(f"login {asked.login!r} is Even's push user")
+        keys = tuple(parse_public_key(k) for k in stored.get("public_keys") or [])
+        if not keys:
+            raise NoRegisteredKeys("the pending request holds no key to push")
+        checked = _Checked(login=asked.login, keys=keys)
+        started = self._start(tx, asked, checked, grant, now, approvers=approvers)
+        return asked, checked, started
+
+    def finish_approved(self, asked: Asked, checked: _Checked, started: _Started) -> None:
+        """After the approval committed: push, then record the outcome (as a direct grant)."""
+        self._push_and_record(asked, checked, started, None)
+
+    def _push_and_record(
+        self,
+        asked: Asked,
+        checked: _Checked,
+        started: _Started,
+        idempotency: IdempotencyKey | None,
+    ) -> AccessRequestView:
         try:
             self._runner.grant(
                 started.plan, checked.push_keys, started.expires, timeout=self.timeout_seconds
@@ -195,8 +255,16 @@ class PushAccessService:
         }
 
     def _start(
-        self, tx: Transaction, asked: Asked, checked: _Checked, grant: Grant, now: datetime
+        self,
+        tx: Transaction,
+        asked: Asked,
+        checked: _Checked,
+        grant: Grant,
+        now: datetime,
+        *,
+        approvers: list[str] | None = None,
     ) -> _Started:
+        """`access.push_started` and the PUSHING row (updated in place after approvals)."""
         rule = grant.rule
         identity, request = asked.identity, asked.request
         # Rounded down: sshd's expiry-time has seconds, and must never outlast the grant.
@@ -213,30 +281,36 @@ class PushAccessService:
         details = {**_grant_details(checked, plan, expires, grant), "valid_after": rfc3339(now)}
         if identity.dev_issuer:
             details["dev_issuer"] = True
+        if request.emergency:
+            details["emergency"] = True
+        if approvers is not None:
+            details["approvers"] = approvers
         started = {**details, "push": plan.as_json()}
         tx.append(self._event("access.push_started", asked, started), self._clock.now())
-        access_requests.insert(
-            tx,
-            access_requests.row(
-                id=asked.request_id,
-                status="PUSHING",
-                username=identity.username,
-                login=checked.login,
-                hostname=request.hostname,
-                mode="push",
-                reason=request.reason,
-                rule=rule.name,
-                bastion=rule.bastion,
-                lifetime_minutes=grant.lifetime_minutes,
-                fingerprint=checked.fingerprints[0],
-                principals="[]",
-                valid_after=rfc3339(now),
-                valid_before=rfc3339(expires),
-                created=rfc3339(now),
-                last_modified=rfc3339(now),
-            ),
+        values = access_requests.row(
+            id=asked.request_id,
+            status="PUSHING",
+            username=identity.username,
+            login=checked.login,
+            hostname=request.hostname,
+            mode="push",
+            reason=request.reason,
+            rule=rule.name,
+            bastion=rule.bastion,
+            lifetime_minutes=grant.lifetime_minutes,
+            fingerprint=checked.fingerprints[0],
+            principals="[]",
+            valid_after=rfc3339(now),
+            valid_before=rfc3339(expires),
+            created=rfc3339(now),
+            last_modified=rfc3339(now),
         )
-        return _Started(plan=plan, expires=expires, details=details)
+        if approvers is None:
+            access_requests.insert(tx, values)
+        else:
+            del values["id"], values["created"]
+            access_requests.set_status(tx, asked.request_id, **values)
+        return _Started(plan=plan, expires=expires, details=details, grant=grant)
 
     def _record_success(
         self,
@@ -272,9 +346,14 @@ class PushAccessService:
         access_requests.set_status(
             tx, asked.request_id, status="GRANTED", last_modified=rfc3339(now)
         )
+        extras = None
+        if asked.request.emergency:
+            open_review(tx, asked, started.grant, now)
+            extras = {"emergency": True}
         granted = access_requests.find(tx, asked.request_id)
         assert granted is not None
-        return view(granted, receipt=self._signer.receipt(record["seq"], record["hash"]))
+        receipt = self._signer.receipt(record["seq"], record["hash"])
+        return view(granted, receipt=receipt, extras=extras)
 
     def _record_failure(self, asked: Asked, checked: _Checked, failure: GrantFailed) -> None:
         """Commit `access.failed` and raise PushFailed (502); StoreUnavailable (503) if it

@@ -50,8 +50,10 @@ def open_pending(
     needed: int,
     approver_groups: Sequence[str],
     expires_at: datetime,
+    asked: dict[str, Any] | None = None,
 ) -> None:
-    """A request now waits for `needed` approvals until `expires_at`."""
+    """A request now waits for `needed` approvals until `expires_at`; `asked` is what the
+    grant at the last approval will need (the requester's facts and key)."""
     conn.execute(
         _states.insert().values(
             request_id=request_id,
@@ -60,8 +62,61 @@ def open_pending(
             approver_groups=orjson.dumps(list(approver_groups)).decode(),
             pending_expires_at=rfc3339(expires_at),
             emergency=False,
+            asked=None if asked is None else orjson.dumps(asked).decode(),
         )
     )
+
+
+def load_asked(conn: Connection, request_id: str) -> dict[str, Any] | None:
+    """What a pending request asked for (open_pending's `asked`), or None."""
+    value = conn.execute(
+        select(_states.c.asked).where(_states.c.request_id == request_id)
+    ).scalar_one_or_none()
+    if value is None:
+        return None
+    asked: dict[str, Any] = orjson.loads(value)
+    return asked
+
+
+def view_extras(conn: Connection, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The approval and review fields of `AccessRequestView` for those of `request_ids` that
+    needed approval or were break-glass grants (two queries, however many ids)."""
+    if not request_ids:
+        return {}
+    ids = list(request_ids)
+    states = conn.execute(select(_states).where(_states.c.request_id.in_(ids))).all()
+    if not states:
+        return {}
+    given: dict[str, list[Approval]] = {}
+    rows = conn.execute(
+        select(_approvals)
+        .where(_approvals.c.request_id.in_([s.request_id for s in states]))
+        .order_by(_approvals.c.time, _approvals.c.approver)
+    ).all()
+    for r in rows:
+        given.setdefault(r.request_id, []).append(
+            Approval(r.approver, parse_time(r.time), r.comment)
+        )
+    extras: dict[str, dict[str, Any]] = {}
+    for s in states:
+        extra: dict[str, Any] = {"emergency": bool(s.emergency)}
+        if s.pending_expires_at is not None:
+            extra["approval"] = {
+                "needed": s.needed,
+                "approvals": [a.view() for a in given.get(s.request_id, [])],
+                "approver_groups": orjson.loads(s.approver_groups),
+                "expires_at": s.pending_expires_at,
+            }
+        if s.emergency:
+            extra.update(
+                review_due=s.review_due,
+                reviewed_at=s.reviewed_at,
+                reviewed_by=s.reviewed_by,
+                verdict=s.verdict,
+                review_comment=s.review_comment,
+            )
+        extras[s.request_id] = extra
+    return extras
 
 
 def open_emergency(conn: Connection, *, request_id: str, rule: str, review_due: datetime) -> None:

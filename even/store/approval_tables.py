@@ -41,3 +41,6 @@ class ApprovalStateRow(SQLModel, table=True):
     overdue_recorded_at: str | None = Field(default=None, max_length=32)
     decided_by: str | None = Field(default=None, max_length=64)  # who denied or cancelled
     decision_comment: str | None = None
+    # JSON: what a pending request asked for (groups, issuer, lifetime, bastion, keys), so
+    # the grant at the last approval can re-check and sign it (migration 0007).
+    asked: str | None = None

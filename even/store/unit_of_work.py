@@ -19,7 +19,9 @@ Every audit record Even writes goes through `Transaction.append` (code that hold
 connection calls `append_record`, which uses the connection's unit of work if it runs in one):
 it is the one place that also hands the sealed record to the engine's record hook
 (`set_record_hook`; the notification outbox, even.store.outbox_hook), inside the same
-transaction. No hook (no subscription) costs one lookup per transaction.
+transaction. Every Transaction looks the hook up from its connection's engine itself, so
+none, however it was made, can skip it. No hook (no subscription) costs one lookup per
+transaction.
 
 Invariants: a Transaction lives for one transaction attempt only (a rolled-back attempt can
 never leak a head or a memo that was not committed); every row and record a unit wrote
@@ -71,10 +73,11 @@ class Unit(Protocol[T_co]):
 class Transaction:
     __slots__ = ("_defer", "_head", "_hook", "_memo", "_pending", "conn")
 
-    def __init__(self, conn: Connection, *, defer: bool, hook: RecordHook | None = None) -> None:
+    def __init__(self, conn: Connection, *, defer: bool) -> None:
         self.conn = conn
         self._defer = defer
-        self._hook = hook
+        # Resolved here, not passed in: no Transaction on an engine with a hook can miss it.
+        self._hook = record_hook(conn.engine)
         self._head: tuple[int, str] | None = None
         self._memo: dict[str, Any] = {}
         # Deferred INSERTs by statement, in first-use order; rows in the order they came.
@@ -131,13 +134,13 @@ class Transaction:
 def commit(engine: Engine, unit: Unit[T]) -> T:
     """Apply `unit` in a write transaction of its own; return once that has committed."""
     with transaction(engine) as conn:
-        return unit.apply(Transaction(conn, defer=False, hook=record_hook(engine)))
+        return unit.apply(Transaction(conn, defer=False))
 
 
 def commit_work(engine: Engine, work: Callable[[Transaction], T]) -> T:
     """`commit` for a plain function of the transaction."""
     with transaction(engine) as conn:
-        return work(Transaction(conn, defer=False, hook=record_hook(engine)))
+        return work(Transaction(conn, defer=False))
 
 
 def append_record(
@@ -148,5 +151,5 @@ def append_record(
     record hook sees every record whichever way it was written."""
     tx = conn.info.get(TRANSACTION)
     if not isinstance(tx, Transaction):
-        tx = Transaction(conn, defer=False, hook=record_hook(conn.engine))
+        tx = Transaction(conn, defer=False)
     return tx.append(event, now)

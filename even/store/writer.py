@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from even.errors import EvenError, StoreUnavailable
 from even.store.db import is_store_unavailable, transaction
-from even.store.unit_of_work import TRANSACTION, Transaction, Unit, record_hook
+from even.store.unit_of_work import TRANSACTION, Transaction, Unit
 
 T = TypeVar("T")
 MAX_BATCH = 128
@@ -177,12 +177,11 @@ class GroupCommitWriter:
         # are rare, and the whole batch rolls back before anything is answered.
         # `batch` grows in place: the caller answers everyone in it, however this ends.
         locked = False
-        hook = record_hook(self._engine)
         try:
             with transaction(self._engine) as conn:
                 locked = True
                 self._take_queued(batch)
-                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True, hook=hook)
+                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True)
                 try:
                     results = []
                     for work, _ in batch:
@@ -208,10 +207,9 @@ class GroupCommitWriter:
 
     def _run_alone(self, item: _Item, outcomes: _Outcomes) -> None:
         work, waiter = item
-        hook = record_hook(self._engine)
         try:
             with transaction(self._engine) as conn:
-                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True, hook=hook)
+                tx = conn.info[TRANSACTION] = Transaction(conn, defer=True)
                 try:
                     result = work(conn)
                     tx.flush()

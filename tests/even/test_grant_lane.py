@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,23 @@ from fastapi.testclient import TestClient
 from even.api import grant_lane
 from even.api.app import create_app
 from even.api.grant_lane import GrantLane
+from even.config import load_settings
+from even.store.db import make_engine
+from even.store.schema import upgrade
+from tests.conftest import APPROVAL_POLICY, make_even_dir
 from tests.even.conftest import auth
 
 PATH = "/v1/access-requests"
+
+
+@pytest.fixture
+def even_config(tmp_path: Path) -> Path:
+    """The test policy with rules that need approvers (202) and allow break-glass."""
+    config = make_even_dir(tmp_path / "even", APPROVAL_POLICY)
+    upgrade(make_engine(load_settings(config).resolved_database_url))
+    return config
+
+
 # Differ between any two grants: compared by presence only.
 _PER_GRANT = {"id", "serial", "key_id", "certificate", "receipt"}
 
@@ -71,6 +86,17 @@ def _cases(components, clock, user_key: str) -> list[tuple[str, dict[str, str], 
         ("denied host", json_type, encoded({**body, "hostname": "elsewhere.example.org"})),
         ("the CA's own key", json_type, encoded({**body, "public_key": ca_line})),
         ("push mode", json_type, encoded({**body, "mode": "push"})),
+        ("needs approval", json_type, encoded({**body, "hostname": "db-1.approve.even.test"})),
+        (
+            "break-glass",
+            json_type,
+            encoded({**body, "hostname": "db-1.approve.even.test", "emergency": True}),
+        ),
+        (
+            "break-glass not allowed",
+            json_type,
+            encoded({**body, "hostname": "vault-1.approve.even.test", "emergency": True}),
+        ),
     ]
 
 
@@ -89,6 +115,9 @@ def _reaches_the_service(case: str) -> bool:
         "denied host",
         "the CA's own key",
         "push mode",
+        "needs approval",
+        "break-glass",
+        "break-glass not allowed",
     }
 
 
@@ -105,7 +134,7 @@ def _comparable(response) -> tuple[Any, ...]:
         )
     }
     body = response.json()
-    if response.status_code == 201:
+    if response.status_code in (201, 202):
         body = {k: (k in body) if k in _PER_GRANT else v for k, v in body.items()}
     return response.status_code, headers, body
 
@@ -131,7 +160,7 @@ def test_the_lane_answers_as_the_route_does(both, components, clock, user_key, m
         1 for name, *_ in _cases(components, clock, user_key) if _reaches_the_service(name)
     )
     # Grants, and every kind of refusal, were compared.
-    assert statuses == {201, 400, 401, 403, 413, 415, 422}
+    assert statuses == {201, 202, 400, 401, 403, 413, 415, 422}
 
 
 def test_the_lane_takes_only_grants_without_an_idempotency_key(components) -> None:

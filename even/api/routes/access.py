@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Annotated
 
 import orjson
@@ -19,10 +20,12 @@ from even.api.schemas import (
     MAX_REASON,
     AccessGrantAnswer,
     AccessRequestBody,
+    AccessRequestDetail,
     AccessRequestItem,
     AccessRequestList,
     check_reason,
 )
+from even.approvals import PENDING_APPROVAL
 from even.identity import Identity
 from even.service.idempotency import IdempotencyKey
 from even.service.models import ListFilters
@@ -42,7 +45,14 @@ _BODY_DOC = {
     "",
     status_code=201,
     response_model=AccessGrantAnswer,
-    responses=problems(400, 401, 403, 409, 413, 415, 422, 429, 502, 503),
+    responses={
+        202: {
+            "model": AccessGrantAnswer,
+            "description": "PENDING_APPROVAL: the rule needs approvers; no credential yet, "
+            "the `approval` object says who and until when (poll GET …/{id})",
+        },
+        **problems(400, 401, 403, 409, 413, 415, 422, 429, 502, 503),
+    },
     openapi_extra=_BODY_DOC,
 )
 async def request_access(
@@ -61,8 +71,8 @@ async def request_access(
 ) -> Response:
     # Without an Idempotency-Key this route is answered by even.api.grant_lane instead.
     body = await read_json(request, AccessRequestBody)
-    answer = await grant_answer(components, identity, body, idempotency_key)
-    return Response(answer, status_code=201, media_type="application/json")
+    status, answer = await grant_answer(components, identity, body, idempotency_key)
+    return Response(answer, status_code=status, media_type="application/json")
 
 
 async def grant_answer(
@@ -70,14 +80,16 @@ async def grant_answer(
     identity: Identity,
     body: AccessRequestBody,
     idempotency_key: str | None,
-) -> bytes:
-    """Request access; the 201 answer's JSON (serialised once with orjson: the hot path)."""
+) -> tuple[int, bytes]:
+    """Request access; the status (201 granted, 202 waiting for approvers) and the answer's
+    JSON (serialised once with orjson: the hot path)."""
     idempotency = None
     if idempotency_key is not None:
         digest = hashlib.sha256(canonical(body.model_dump())).hexdigest()
         idempotency = IdempotencyKey(key=idempotency_key, body_sha256=digest)
     view = await components.access.request_access_async(identity, body.to_input(), idempotency)
-    return orjson.dumps(AccessGrantAnswer.from_view(view).model_dump())
+    status = 202 if view.status == PENDING_APPROVAL else 201
+    return status, orjson.dumps(AccessGrantAnswer.from_view(view).model_dump())
 
 
 @router.get(
@@ -106,14 +118,19 @@ def list_access_requests(
 
 @router.get(
     "/{request_id}",
-    response_model=AccessRequestItem,
+    response_model=AccessRequestDetail,
     responses=problems(401, 404, 422, 429, 503),
 )
 def get_access_request(
     request_id: str, components: ComponentsDep, identity: IdentityDep
-) -> AccessRequestItem:
+) -> AccessRequestDetail:
+    """Requester, auditors and admins. Only the requester gets the credentials (and, once
+    granted, the receipt): auditors and admins see the request, never the certificate."""
     view = components.access.get(identity, request_id[:64])
-    return AccessRequestItem.from_view(view, with_certificate=view.username == identity.username)
+    requester = view.username == identity.username
+    if requester and view.status == "GRANTED":
+        view = replace(view, receipt=components.approvals.receipt_for(view.id))
+    return AccessRequestDetail.for_caller(view, requester=requester)
 
 
 class RevokeBody(BaseModel):

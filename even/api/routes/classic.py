@@ -19,6 +19,7 @@ from even.api.body import read_json
 from even.api.deps import ComponentsDep, IdentityDep
 from even.api.responses import problems
 from even.api.schemas import MAX_REASON, AccessGrantAnswer, AccessRequestBody
+from even.errors import ApprovalRequired
 from even.service.classic import ClassicRequest
 
 router = APIRouter(tags=["classic"])
@@ -74,6 +75,11 @@ class ClassicItem(BaseModel):
     responses={
         200: {"content": {"text/plain": {}}, "description": "Granted; the ssh command follows"},
         **problems(400, 401, 403, 413, 415, 422, 429, 502, 503),
+        403: {
+            "content": {"text/plain": {}, "application/problem+json": {}},
+            "description": "Refused; `approval_required` (text/plain) when the host's rule "
+            "needs approvers, whom the classic client cannot wait for",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -86,7 +92,14 @@ async def classic_request_access(
     request: Request, components: ComponentsDep, identity: IdentityDep
 ) -> PlainTextResponse:
     body = await read_json(request, ClassicRequestBody)
-    view = await run_in_threadpool(components.classic.request_access, identity, body.to_request())
+    try:
+        view = await run_in_threadpool(
+            components.classic.request_access, identity, body.to_request()
+        )
+    except ApprovalRequired as exc:
+        # The original client prints the body it gets and cannot wait: say it plainly.
+        text = f"Access refused (approval_required): {exc.message}\n"
+        return PlainTextResponse(text, status_code=403, headers={"X-Even-Code": exc.code})
     answer = AccessGrantAnswer.from_view(view)
     text = f"Access to host {view.hostname} for user {view.login} was granted.\n"
     if answer.ssh_command:
