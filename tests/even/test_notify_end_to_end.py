@@ -23,6 +23,7 @@ from even.config import load_settings
 from even.store import outbox_tables as outbox
 from even.store.db import read_only
 from even.wiring import Components, build_components
+from tests.conftest import APPROVAL_POLICY
 from tests.even.conftest import auth
 from tests.even.notify_setup import new_secret, subscribe
 from tests.even.webhook_receiver import Receiver
@@ -71,12 +72,12 @@ class App:
 
 
 @pytest.fixture
-def start_app(
-    even_config: Path, clock: FixedClock
-) -> Iterator[Callable[[list[dict[str, Any]], str], App]]:
+def start_app(even_config: Path, clock: FixedClock) -> Iterator[Callable[..., App]]:
     clients: list[TestClient] = []
 
-    def start(subscriptions: list[dict[str, Any]], secret: str) -> App:
+    def start(subscriptions: list[dict[str, Any]], secret: str, policy: str | None = None) -> App:
+        if policy is not None:
+            (even_config.parent / "policy.yaml").write_text(policy, encoding="utf-8")
         subscribe(even_config, subscriptions, secret)
         settings = load_settings(even_config)
         components = build_components(settings, clock)
@@ -91,7 +92,7 @@ def start_app(
 
 
 def test_grant_and_denial_arrive_once_per_subscribed_type_signed_with_the_export_bytes(
-    start_app: Callable[[list[dict[str, Any]], str], App], user_key: str
+    start_app: Callable[..., App], user_key: str
 ) -> None:
     secret = new_secret()
     receiver = Receiver(secret=secret).start()
@@ -134,6 +135,63 @@ def test_grant_and_denial_arrive_once_per_subscribed_type_signed_with_the_export
         receiver.stop()
 
 
+def test_pending_approval_and_break_glass_arrive_once_per_subscribed_type(
+    start_app: Callable[..., App], user_key: str, clock: FixedClock
+) -> None:
+    secret = new_secret()
+    receiver = Receiver(secret=secret).start()
+    try:
+        events = ["access.pending", "access.approved", "access.granted", "access.emergency"]
+        app = start_app(
+            [
+                {"name": "security", "url": receiver.url, "events": events},
+                {"name": "pager", "url": receiver.url, "events": ["access.emergency"]},
+            ],
+            secret,
+            APPROVAL_POLICY,
+        )
+        alice = auth(app.components, clock, "alice", ["sre"])
+        body = {"hostname": "db-1.approve.even.test", "reason": "migrate INC-42"}
+        waiting = app.client.post(
+            "/v1/access-requests", headers=alice, json={**body, "public_key": user_key}
+        )
+        assert waiting.status_code == 202, waiting.text
+        approve = f"/v1/access-requests/{waiting.json()['id']}/approve"
+        carol = app.client.post(approve, headers=auth(app.components, clock, "carol"), json={})
+        assert carol.status_code == 200, carol.text
+        glass = app.client.post(
+            "/v1/access-requests",
+            headers=alice,
+            json={**body, "public_key": user_key, "emergency": True},
+        )
+        assert glass.status_code == 201, glass.text
+        # security: pending, approved, granted ×2 (approved and break-glass), emergency;
+        # pager: emergency.
+        wait_for(lambda: len(receiver.accepted()) >= 6)
+        lines = app.export_lines()
+        assert len(receiver.received) == 6 and set(receiver.ids().values()) == {1}
+        assert all(r.verified for r in receiver.received)
+        seen = []
+        for r in receiver.received:
+            sent = orjson.loads(r.body)
+            data = r.body[r.body.index(b',"data":') + len(b',"data":') : -1]
+            assert data == lines[sent["data"]["seq"]]
+            seen.append((sent["type"], sent["data"]["request_id"]))
+        pending_id, glass_id = waiting.json()["id"], glass.json()["id"]
+        assert sorted(seen) == sorted(
+            [
+                ("access.pending", pending_id),
+                ("access.approved", pending_id),
+                ("access.granted", pending_id),
+                ("access.granted", glass_id),
+                ("access.emergency", glass_id),
+                ("access.emergency", glass_id),
+            ]
+        )
+    finally:
+        receiver.stop()
+
+
 def retry_recorded(app: App, attempts: int) -> bool:
     """The deliverer has recorded the outcome of try `attempts` (no longer leased)."""
     with read_only(app.components.engine) as conn:
@@ -143,7 +201,7 @@ def retry_recorded(app: App, attempts: int) -> bool:
 
 
 def test_a_receiver_failing_twice_gets_the_same_webhook_id_three_times(
-    start_app: Callable[[list[dict[str, Any]], str], App], user_key: str, clock: FixedClock
+    start_app: Callable[..., App], user_key: str, clock: FixedClock
 ) -> None:
     secret = new_secret()
     receiver = Receiver(secret=secret, fail_first=2, fail_status=503).start()
@@ -168,7 +226,7 @@ def test_a_receiver_failing_twice_gets_the_same_webhook_id_three_times(
 
 
 def test_a_hanging_receiver_does_not_hold_up_grants(
-    start_app: Callable[[list[dict[str, Any]], str], App], user_key: str
+    start_app: Callable[..., App], user_key: str
 ) -> None:
     secret = new_secret()
     receiver = Receiver(secret=secret, hang_first=1000, hang_seconds=30).start()
@@ -188,7 +246,7 @@ def test_a_hanging_receiver_does_not_hold_up_grants(
 
 
 def test_a_hostile_reason_arrives_inert_in_slack_format(
-    start_app: Callable[[list[dict[str, Any]], str], App], user_key: str
+    start_app: Callable[..., App], user_key: str
 ) -> None:
     receiver = Receiver(secret=None).start()
     try:

@@ -32,7 +32,7 @@ from even.store.outbox_hook import attach_outbox, console_url
 from even.store.unit_of_work import Transaction, append_record, record_hook
 from even.store.writer import GroupCommitWriter
 from even.wiring import Components, build_components
-from tests.conftest import TEST_POLICY
+from tests.conftest import APPROVAL_POLICY, TEST_POLICY
 from tests.even.conftest import auth
 from tests.even.notify_setup import new_secret, subscribe
 
@@ -189,3 +189,43 @@ def test_no_code_appends_a_record_around_the_unit_of_work() -> None:
         if bare.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_every_approval_record_writes_its_notification(
+    subscribed: Settings, clock: FixedClock, user_key: str
+) -> None:
+    (Path(subscribed.config_dir) / "policy.yaml").write_text(APPROVAL_POLICY)
+    components = build_components(subscribed, clock)
+    path = "/v1/access-requests"
+    body = {
+        "hostname": "db-1.approve.even.test",
+        "reason": "migrate INC-42",
+        "public_key": user_key,
+    }
+    with TestClient(create_app(subscribed, components=components)) as client:
+        alice = auth(components, clock, "alice", ["sre"])
+        carol = auth(components, clock, "carol")
+        ids = [client.post(path, headers=alice, json=body).json()["id"] for _ in range(4)]
+        assert client.post(f"{path}/{ids[0]}/approve", headers=carol, json={}).status_code == 200
+        deny = client.post(f"{path}/{ids[1]}/deny", headers=carol, json={"comment": "no INC-1"})
+        assert deny.status_code == 200, deny.text
+        assert client.post(f"{path}/{ids[2]}/cancel", headers=alice).status_code == 200
+        reviewed = client.post(path, headers=alice, json={**body, "emergency": True}).json()["id"]
+        review = {"verdict": "justified", "comment": "db down, INC-43"}
+        answer = client.post(f"{path}/{reviewed}/review", headers=carol, json=review)
+        assert answer.status_code == 200, answer.text
+        assert client.post(path, headers=alice, json={**body, "emergency": True}).status_code == 201
+        clock.moment += timedelta(hours=25)  # ids[3] expires pending; a review is overdue
+        assert components.jobs.approvals is not None
+        assert components.jobs.approvals.expire_pending_once() == [ids[3]]
+        assert len(components.jobs.approvals.review_overdue_once()) == 1
+    records = _records(components)
+    assert {r["type"] for r in records} >= {
+        "access.pending", "access.approved", "access.denied", "access.cancelled",
+        "access.granted", "access.reviewed", "access.expired", "access.review_overdue",
+    }  # fmt: skip
+    rows = _outbox(components)
+    glass = [r for r in records if r["type"] == "access.granted" and r["details"].get("emergency")]
+    assert len(glass) == 2
+    # One row per record (every record type is subscribed; access.emergency is not).
+    assert sorted(r.audit_seq for r in rows) == [r["seq"] for r in records]
