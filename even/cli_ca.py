@@ -25,9 +25,11 @@ def _registry(config_file: Path) -> CaRegistry:
     from even.config import load_settings
     from even.service.ca_registry import CaRegistry
     from even.store.db import make_engine
+    from even.store.outbox_hook import attach_outbox
 
     settings = load_settings(config_file)
     engine = make_engine(settings.resolved_database_url)
+    attach_outbox(engine, settings)  # a rotation's records notify like the server's
     return CaRegistry(settings=settings, engine=engine, clock=SystemClock())
 
 

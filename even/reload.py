@@ -32,6 +32,7 @@ from audit.chain import AuditEvent
 from even.errors import ConfigError, StoreUnavailable
 from even.policy import Policy
 from even.store.db import read_only, transaction
+from even.store.unit_of_work import append_record
 from even.wiring import Components, load_settings_policy
 
 log = logging.getLogger("even.reload")
@@ -101,7 +102,7 @@ def record_if_new(components: Components, policy: Policy, source: str) -> bool:
                 "rules": len(policy.document.rules),
             },
         )
-        audit_store.append(conn, event, components.clock.now())
+        append_record(conn, event, components.clock.now())
         return True
 
 

@@ -39,6 +39,7 @@ from even.service.revocation import RevocationService
 from even.service.serial_pool import SerialPool
 from even.service.user_keys import UserKeyService
 from even.store.db import make_engine
+from even.store.outbox_hook import attach_outbox
 from even.store.writer import GroupCommitWriter
 
 log = logging.getLogger("even")
@@ -177,6 +178,8 @@ def build_components(
     """`pusher` replaces the paramiko pusher (tests inject failures with it)."""
     clock = clock or SystemClock()
     engine = make_engine(settings.resolved_database_url)
+    # Every audit record written through this engine writes its notifications with it.
+    attach_outbox(engine, settings)
     ca_registry = CaRegistry(settings=settings, engine=engine, clock=clock)
     try:
         signer = AuditSigner.from_file(settings.path(settings.audit.signing_key))

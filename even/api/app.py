@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -41,6 +42,9 @@ from even.config import Settings, load_settings
 from even.errors import StoreUnavailable
 from even.metrics import Metrics
 from even.reload import install_sighup
+from even.service.notify_deliverer import start_deliverer
+from even.store.db import read_only
+from even.store.outbox_tables import outbox_counts
 from even.wiring import Components, build_components
 
 CONFIG_ENV = "EVEN_CONFIG_FILE"
@@ -54,15 +58,7 @@ def create_app(
 ) -> FastAPI:
     components = components or build_components(settings, clock)
     metrics = Metrics(components)
-    approval_jobs = components.jobs.approvals
-    if approval_jobs is not None:
-        count_pending = approval_jobs.pending_count
-        metrics.register_gauge(
-            "even_pending_approvals",
-            "Access requests waiting for approvers (PENDING_APPROVAL).",
-            [],
-            lambda: [({}, float(count_pending()))],
-        )
+    _register_gauges(metrics, components)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,10 +75,16 @@ def create_app(
         )
         checkpoints = asyncio.create_task(_checkpoint_loop(components))
         jobs = asyncio.create_task(_jobs_loop(components))
+        # Webhooks (even.service.notify_deliverer): its own thread and engine, one deliverer at a
+        # time across replicas and workers (a job lock per round). None without subscriptions.
+        deliverer = start_deliverer(settings, components.clock)
         yield
         uninstall_sighup()
         checkpoints.cancel()
         jobs.cancel()
+        if deliverer is not None:
+            # What it has not posted stays pending in the outbox for the next start.
+            await run_in_threadpool(deliverer.stop)
         if components.push is not None:
             components.push.close()  # the kept bastion connections
         components.writer.close()
@@ -127,6 +129,31 @@ def create_app(
     app.include_router(dev_issuer.router)
     install_console(app, settings, components)  # only when `console:` is configured
     return app
+
+
+def _register_gauges(metrics: Metrics, components: Components) -> None:
+    """State read at every scrape: undelivered notifications, pending approvals."""
+    metrics.register_gauge(
+        "even_notification_deliveries",
+        "Notifications in the outbox not delivered, by status (pending, failed).",
+        ["status"],
+        partial(_delivery_samples, components),
+    )
+    approval_jobs = components.jobs.approvals
+    if approval_jobs is not None:
+        count_pending = approval_jobs.pending_count
+        metrics.register_gauge(
+            "even_pending_approvals",
+            "Access requests waiting for approvers (PENDING_APPROVAL).",
+            [],
+            lambda: [({}, float(count_pending()))],
+        )
+
+
+def _delivery_samples(components: Components) -> list[tuple[dict[str, str], float]]:
+    with read_only(components.engine) as conn:
+        counts = outbox_counts(conn)
+    return [({"status": status}, float(count)) for status, count in counts.items()]
 
 
 async def _checkpoint_loop(components: Components) -> None:

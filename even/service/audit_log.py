@@ -23,6 +23,7 @@ from audit.signing import AuditSigner
 from even.clock import Clock
 from even.identity import Identity
 from even.store.db import read_only, transaction
+from even.store.unit_of_work import append_record
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class AuditLogService:
             details={"format": export_format, "since": since, "until": until},
         )
         with transaction(self._engine) as conn:
-            audit_store.append(conn, event, self._clock.now())
+            append_record(conn, event, self._clock.now())
         checkpoint = self.checkpoint(force=True)
         assert checkpoint is not None  # the export record itself guarantees a non-empty log
         return int(checkpoint["size"])

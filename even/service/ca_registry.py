@@ -15,7 +15,6 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
 
-from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.ca import CAKey, UserCA, generate_ca_key_bytes, load_ca_key
 from even.clock import Clock, rfc3339
@@ -24,6 +23,7 @@ from even.errors import ConfigError, InvalidRequest
 from even.sshkeys import ParsedPublicKey
 from even.store import ca_keys
 from even.store.db import read_only, transaction
+from even.store.unit_of_work import append_record
 
 
 class CaRegistry:
@@ -178,7 +178,7 @@ class CaRegistry:
             username=actor,
             details={"action": action, "fingerprint": fingerprint},
         )
-        audit_store.append(conn, event, now)
+        append_record(conn, event, now)
 
 
 def _write_new_key(path: Path) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
-from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
 from even.service.approval_jobs import ApprovalJobs
@@ -38,6 +37,7 @@ from even.service.push_lines import PushLines
 from even.store import access_requests
 from even.store.db import transaction, try_job_lock
 from even.store.tables import AccessRequestRow
+from even.store.unit_of_work import append_record
 
 log = logging.getLogger("even.jobs")
 _requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
@@ -195,7 +195,7 @@ def _append(
         reason=row.reason,
         details=details,
     )
-    audit_store.append(conn, event, now)
+    append_record(conn, event, now)
 
 
 def _set_status(conn: Connection, request_id: str, status: str, why: str, now: datetime) -> None:

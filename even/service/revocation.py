@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
 from even.errors import Conflict, Denied, NotFound, RevokeIncomplete
@@ -25,6 +24,7 @@ from even.service.krl_publisher import Krl, KrlPublisher, record_revocation
 from even.store import access_requests
 from even.store.db import read_only, transaction
 from even.store.tables import AccessRequestRow
+from even.store.unit_of_work import append_record
 
 REVOKERS = frozenset({"admin"})
 _requests = AccessRequestRow.__table__  # type: ignore[attr-defined]
@@ -102,7 +102,7 @@ class RevocationService:
                 raise NotRevocable(f"a {row.status} request has nothing to revoke")
             now = self._clock.now()
             serials = [row.serial, row.bastion_serial]
-            audit_store.append(
+            append_record(
                 conn,
                 AuditEvent(
                     type="access.revoked",

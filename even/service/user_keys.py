@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.clock import Clock, rfc3339
 from even.errors import InvalidRequest
@@ -24,6 +23,7 @@ from even.identity import Identity
 from even.sshkeys import ParsedPublicKey, parse_public_key
 from even.store.db import read_only, transaction
 from even.store.tables import UserKeyRow
+from even.store.unit_of_work import append_record
 
 MAX_KEYS = 8
 _keys = UserKeyRow.__table__  # type: ignore[attr-defined]
@@ -87,7 +87,7 @@ class UserKeyService:
             }
             if identity.dev_issuer:
                 details["dev_issuer"] = True
-            audit_store.append(
+            append_record(
                 conn,
                 AuditEvent(type="keys.updated", username=identity.username, details=details),
                 now,

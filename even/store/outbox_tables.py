@@ -1,8 +1,9 @@
 """The notification outbox: its table and the only SQL that touches it.
 
 Invariants:
-- A row is written by `insert_entries` inside the caller's transaction, the one that appends
-  the audit record it reports: both commit or neither does.
+- A row is written inside the transaction that appends the audit record it reports (by the
+  record hook, even.store.outbox_hook, through that transaction's unit of work; or
+  `insert_entries`): both commit or neither does.
 - `status` moves `pending → delivered | failed` and never back; every outcome update is guarded
   by `status = 'pending'`, so a late or repeated outcome changes nothing.
 - `claim_due` takes rows whose `next_attempt_at` has come and pushes it to a lease deadline in
@@ -84,10 +85,13 @@ class OutboxRow:
     created_at: str
 
 
-def insert_entries(conn: Connection, entries: Iterable[OutboxEntry], now: datetime) -> int:
-    """Write entries as pending, due at once, in the caller's transaction; returns how many."""
+INSERT_ENTRY = _outbox.insert()
+
+
+def entry_rows(entries: Iterable[OutboxEntry], now: datetime) -> list[dict[str, Any]]:
+    """The rows that store `entries`: pending, due at once."""
     at = stamp(now)
-    rows = [
+    return [
         {
             "webhook_id": e.webhook_id,
             "subscription": e.subscription,
@@ -101,8 +105,13 @@ def insert_entries(conn: Connection, entries: Iterable[OutboxEntry], now: dateti
         }
         for e in entries
     ]
+
+
+def insert_entries(conn: Connection, entries: Iterable[OutboxEntry], now: datetime) -> int:
+    """Write entries as pending, due at once, in the caller's transaction; returns how many."""
+    rows = entry_rows(entries, now)
     if rows:
-        conn.execute(_outbox.insert(), rows)
+        conn.execute(INSERT_ENTRY, rows)
     return len(rows)
 
 

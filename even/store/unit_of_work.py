@@ -15,10 +15,19 @@ unit sees only a `Transaction`:
 - `cached(key, load)`: a fact established once per transaction (the signing CA: the write
   lock is held throughout, so it cannot change underneath).
 
+Every audit record Even writes goes through `Transaction.append` (code that holds a bare
+connection calls `append_record`, which uses the connection's unit of work if it runs in one):
+it is the one place that also hands the sealed record to the engine's record hook
+(`set_record_hook`; the notification outbox, even.store.outbox_hook), inside the same
+transaction. Every Transaction looks the hook up from its connection's engine itself, so
+none, however it was made, can skip it. No hook (no subscription) costs one lookup per
+transaction.
+
 Invariants: a Transaction lives for one transaction attempt only (a rolled-back attempt can
 never leak a head or a memo that was not committed); every row and record a unit wrote
 commits with it or not at all, so several records, row updates and an outbox row written by
-one unit are one atomic step.
+one unit are one atomic step; the rows the record hook writes for a record belong to that
+record's transaction, never another's.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -36,6 +46,22 @@ from even.store.inserts import execute_many
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+# The key under which a connection carries the unit of work it is running (group commit).
+TRANSACTION = "even.unit_of_work"
+RecordHook = Callable[["Transaction", dict[str, Any], datetime], None]
+_HOOKS: WeakKeyDictionary[Engine, RecordHook] = WeakKeyDictionary()
+
+
+def set_record_hook(engine: Engine, hook: RecordHook | None) -> None:
+    """Call `hook(tx, record, now)` for every record appended through `engine` (None: stop)."""
+    if hook is None:
+        _HOOKS.pop(engine, None)
+    else:
+        _HOOKS[engine] = hook
+
+
+def record_hook(engine: Engine) -> RecordHook | None:
+    return _HOOKS.get(engine)
 
 
 class Unit(Protocol[T_co]):
@@ -45,11 +71,13 @@ class Unit(Protocol[T_co]):
 
 
 class Transaction:
-    __slots__ = ("_defer", "_head", "_memo", "_pending", "conn")
+    __slots__ = ("_defer", "_head", "_hook", "_memo", "_pending", "conn")
 
     def __init__(self, conn: Connection, *, defer: bool) -> None:
         self.conn = conn
         self._defer = defer
+        # Resolved here, not passed in: no Transaction on an engine with a hook can miss it.
+        self._hook = record_hook(conn.engine)
         self._head: tuple[int, str] | None = None
         self._memo: dict[str, Any] = {}
         # Deferred INSERTs by statement, in first-use order; rows in the order they came.
@@ -64,6 +92,8 @@ class Transaction:
         record, row = audit_store.sealed_row(event, now, seq=head[0] + 1, prev_hash=head[1])
         self.insert(audit_store.INSERT_RECORD, row)
         self._head = (record["seq"], record["hash"])
+        if self._hook is not None:
+            self._hook(self, record, now)  # its outbox rows: in this transaction, after it
         return record
 
     def insert(self, statement: Any, row: dict[str, Any]) -> None:
@@ -111,3 +141,15 @@ def commit_work(engine: Engine, work: Callable[[Transaction], T]) -> T:
     """`commit` for a plain function of the transaction."""
     with transaction(engine) as conn:
         return work(Transaction(conn, defer=False))
+
+
+def append_record(
+    conn: Connection, event: AuditEvent | SealTemplate, now: datetime
+) -> dict[str, Any]:
+    """Append a record from code holding a bare connection inside a write transaction: through
+    the unit of work the connection runs (group commit), else a one-off one on it, so the
+    record hook sees every record whichever way it was written."""
+    tx = conn.info.get(TRANSACTION)
+    if not isinstance(tx, Transaction):
+        tx = Transaction(conn, defer=False)
+    return tx.append(event, now)

@@ -12,9 +12,10 @@ StoreUnavailable and nothing of theirs exists.
 
 Each piece runs against the transaction's unit of work (even.store.unit_of_work): the
 pieces of one batch chain their audit records on each other and defer their plain INSERTs to
-one executemany per statement just before the commit. Use cases hand the writer a `Unit`
-(`commit`/`commit_async`) and never see the batch; `run` takes raw connection work (serial
-reservations, tests).
+one executemany per statement just before the commit; the outbox rows of each record are
+among them (the engine's record hook), so they commit in the batch of their record. Use cases
+hand the writer a `Unit` (`commit`/`commit_async`) and never see the batch; `run` takes raw
+connection work (serial reservations, tests).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from even.errors import EvenError, StoreUnavailable
 from even.store.db import is_store_unavailable, transaction
-from even.store.unit_of_work import Transaction, Unit
+from even.store.unit_of_work import TRANSACTION, Transaction, Unit
 
 T = TypeVar("T")
 MAX_BATCH = 128
@@ -50,7 +51,6 @@ class _LoopWaiter:
 
 _Waiter = Future[Any] | _LoopWaiter
 _Item = tuple[Callable[[Connection], Any], _Waiter]
-TRANSACTION = "even.unit_of_work"
 
 
 class _PieceFailed(Exception):

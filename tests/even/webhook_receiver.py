@@ -37,6 +37,8 @@ class Receiver:
     # Verify against the signature alone, not the package's ±5 min window around the real
     # clock (for tests that move the deliverer's injected clock by hours).
     ignore_timestamp_window: bool = False
+    # A fixed port, for a receiver that comes up later at the URL Even already has (0: any).
+    port: int = 0
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
@@ -68,7 +70,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
