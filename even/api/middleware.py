@@ -1,20 +1,19 @@
-"""Raw ASGI layer in front of FastAPI: body size limit and security headers.
+"""Raw ASGI layer in front of FastAPI: body size limit, control characters, security headers.
 
 The size limit is enforced on the byte stream itself (Content-Length is only a hint a client
-controls), so an oversized or endless body is cut off before anything parses it.
+controls), so an oversized or endless body is cut off before anything parses it. A path or
+query with a control character is refused here too (even.api.input_guard), in the same pass:
+one layer less on every request.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from even.api.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from even.api.input_guard import has_control_characters, refuse_control_characters
+
+__all__ = ["ASGIApp", "BodyTooLarge", "HardeningMiddleware", "Message", "Receive", "Scope", "Send"]
 
 MAX_BODY_BYTES = 64 * 1024
 SECURITY_HEADERS = [
@@ -85,6 +84,9 @@ class HardeningMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        if has_control_characters(scope):
+            await refuse_control_characters(send_with_headers)
+            return
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
