@@ -79,8 +79,7 @@ class HardeningMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = [h for h in message.get("headers", []) if h[0] not in _OURS]
-                for name, value in SECURITY_HEADERS:
-                    headers.append((name, _header_for(scope.get("path", ""), name, value)))
+                headers.extend(_security_headers(scope.get("path", "")))
                 message["headers"] = headers
             await send(message)
 
@@ -97,12 +96,28 @@ class HardeningMiddleware:
 _OURS = {name for name, _ in SECURITY_HEADERS}
 
 
+def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """`(name, _header_for(path, name, value))` for each security header; the three lists
+    it can be are built once (a differential test holds them to `_header_for`)."""
+    if path in DOCS_PATHS:
+        return _DOCS_LIST
+    if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+        return _CONSOLE_LIST
+    return SECURITY_HEADERS
+
+
 def _header_for(path: str, name: bytes, default: bytes) -> bytes:
     if path in DOCS_PATHS and name == b"content-security-policy":
         return DOCS_CSP
     if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
         return CONSOLE_HEADERS.get(name, default)
     return default
+
+
+_DOCS_LIST = [(name, _header_for(DOCS_PATHS[0], name, value)) for name, value in SECURITY_HEADERS]
+_CONSOLE_LIST = [
+    (name, _header_for(CONSOLE_PREFIX, name, value)) for name, value in SECURITY_HEADERS
+]
 
 
 def _content_length(scope: Scope) -> int | None:
