@@ -6,14 +6,17 @@ import asyncio
 import logging
 import os
 import random
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from audit.chain import AuditEvent, SealTemplate, record_hash, seal
 from even import logs
 from even.api import middleware
 from even.api.middleware import HardeningMiddleware
 from even.api.tuning import lean_log_records
+from even.clock import rfc3339
 from even.metrics import _ProcessId
 
 JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
@@ -138,3 +141,33 @@ def test_lean_records_keep_every_field_the_formats_print() -> None:
         assert logs.TextFormatter().format(record).endswith(" INFO even.x: hello a")
     finally:
         logging._srcfile, logging.logThreads, logging.logMultiprocessing = saved
+
+
+def test_rfc3339_equals_strftime() -> None:
+    rng = random.Random(3339)
+    for _ in range(5000):
+        year = rng.choice([1, 999, 1000, 1970, 2026, 9998])
+        zone = timezone(timedelta(hours=rng.randint(-12, 12)))
+        moment = datetime(
+            year, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),
+            rng.randint(0, 59), rng.randint(0, 999_999), tzinfo=zone,
+        )  # fmt: skip
+        assert rfc3339(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    "text", [None, "", "alice", "é ü", "\u2028 \x7f \x01", 'q"b\\', "😀", "x" * 300]
+)
+def test_seal_template_equals_seal_for_string_and_null_members(text: str | None) -> None:
+    event = AuditEvent(
+        type="access.granted",
+        username=text,
+        login=text,
+        hostname=text,
+        request_id=text,
+        reason=text,
+        details={"serial": 7, "ü": [text, 1], "n": None},
+    )
+    sealed = SealTemplate(event).seal(seq=3, time="2026-12-06T12:00:00Z", prev_hash="a" * 64)
+    assert sealed == seal(event, seq=3, time="2026-12-06T12:00:00Z", prev_hash="a" * 64)
+    assert record_hash(sealed) == sealed["hash"]
