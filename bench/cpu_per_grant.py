@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The repository, not bench/ (whose profile.py would shadow the standard library's).
-sys.path[0] = str(ROOT)
+# Not bench/ itself (its profile.py would shadow the standard library's); the tree under
+# test is PYTHONPATH's when set (to compare two trees with this one script), else this one.
+sys.path.pop(0)
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(ROOT))
 
 import cProfile  # noqa: E402
 
@@ -196,6 +199,9 @@ def main() -> None:
         metrics_dir.prepare(Path(scratch))  # before prometheus_client is imported, as in serve
         import uvloop
 
+        import even
+
+        print(f"tree under test: {Path(even.__file__).parent.parent}")
         uvloop.run(_main(args, Path(scratch)))
 
 
