@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -16,9 +18,12 @@ from even.store.db import make_engine
 from even.store.schema import alembic_config
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+REVISION = "0008"
+# The revision before it, whichever that is once revisions merged meanwhile are chained in.
+BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
 
 
-def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+def _migrate(engine: Engine, revision: Any, *, down: bool = False) -> None:
     with engine.begin() as conn:
         if down:
             command.downgrade(alembic_config(conn), revision)
@@ -37,7 +42,7 @@ def _unique_columns(engine: Engine) -> list[list[str]]:
 
 def test_the_rebuilt_table_keeps_rows_chain_guards_and_index(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'even.db'}", for_migrations=True)
-    _migrate(engine, "0006")
+    _migrate(engine, BEFORE)
     with engine.begin() as conn:
         for n in range(5):
             audit_store.append(conn, AuditEvent(type="test.event", request_id=f"r{n}"), NOW)
@@ -45,7 +50,7 @@ def test_the_rebuilt_table_keeps_rows_chain_guards_and_index(tmp_path: Path) -> 
         before = conn.execute(select(audit_store.audit_records)).all()
     assert _unique_columns(engine) == [["hash"], ["prev_hash"]]
 
-    _migrate(engine, "0008")
+    _migrate(engine, REVISION)
     assert _unique_columns(engine) == [["prev_hash"]]
     with engine.connect() as conn:
         assert conn.execute(select(audit_store.audit_records)).all() == before
@@ -68,7 +73,7 @@ def test_the_rebuilt_table_keeps_rows_chain_guards_and_index(tmp_path: Path) -> 
         audit_store.append(conn, AuditEvent(type="test.event"), NOW)
         assert audit_store.head(conn)[0] == 6
 
-    _migrate(engine, "0006", down=True)
+    _migrate(engine, BEFORE, down=True)
     assert _unique_columns(engine) == [["hash"], ["prev_hash"]]
     with engine.connect() as conn:
         assert len(conn.execute(select(audit_store.audit_records)).all()) == 6
