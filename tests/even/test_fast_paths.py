@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -13,7 +14,7 @@ import pytest
 
 from audit.chain import AuditEvent, SealTemplate, record_hash, seal
 from even import logs
-from even.api import middleware
+from even.api import body, middleware
 from even.api.middleware import HardeningMiddleware
 from even.api.tuning import lean_log_records
 from even.clock import rfc3339
@@ -171,3 +172,19 @@ def test_seal_template_equals_seal_for_string_and_null_members(text: str | None)
     sealed = SealTemplate(event).seal(seq=3, time="2026-12-06T12:00:00Z", prev_hash="a" * 64)
     assert sealed == seal(event, seq=3, time="2026-12-06T12:00:00Z", prev_hash="a" * 64)
     assert record_hash(sealed) == sealed["hash"]
+
+
+def _outcome(parse: Any, text: str) -> tuple[str, Any]:
+    try:
+        return ("value", parse(text))
+    except Exception as exc:  # the type decides the answer (duplicate_key or malformed_json)
+        return ("error", type(exc).__name__)
+
+
+def test_the_kept_json_decoder_parses_as_json_loads_with_the_hook() -> None:
+    texts = ['{"a": 1}', '{"a": 1, "a": 2}', '{"a": {"b": [1, {"c": null}]}}', "\ufeff{}", "", "{"]
+    texts += ['{"x": NaN}', '{"n": 1e400}', "[1, 2] x", '"\\ud800"', "[" * 50 + "]" * 50]
+    texts += ['{"é": "ü", "k": true}', '{"a": {"a": 1}, "b": {"a": 1, "a": 1}}', " [] "]
+    for text in texts:
+        plain = _outcome(lambda t: json.loads(t, object_pairs_hook=body._no_duplicates), text)
+        assert _outcome(body._DECODER.decode, text) == plain, text
