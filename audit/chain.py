@@ -197,6 +197,12 @@ class SealTemplate:
 
     def __init__(self, event: AuditEvent) -> None:
         def member(name: str, value: Any) -> bytes:
+            # A str or null member is what `canonical` gives it (orjson; no keys to sort),
+            # without its domain walk: five of the seven members, on every grant.
+            if value is None:
+                return b'"' + name.encode() + b'":null'
+            if type(value) is str:
+                return b'"' + name.encode() + b'":' + orjson.dumps(value)
             return b'"' + name.encode() + b'":' + canonical(value)
 
         details = dict(event.details)  # a copy: the caller's dict may change later

@@ -4,8 +4,10 @@ Only this module talks SQL for the audit log. `append` neither begins nor commit
 owns the transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL an advisory lock taken first, one
 writer order across replicas), which also serialises appends, so reading the
 head and inserting the next record cannot interleave. `UNIQUE(prev_hash)` makes a fork fail
-loudly even if a backend's locking were wrong. Triggers refuse UPDATE and DELETE (PostgreSQL: and
-TRUNCATE) on records and checkpoints alike.
+loudly even if a backend's locking were wrong. `hash` needs no index of its own: it covers
+`seq`, the primary key, so equal hashes would take a SHA-256 collision, and nothing looks a
+record up by its hash. Triggers refuse UPDATE and DELETE (PostgreSQL: and TRUNCATE) on records
+and checkpoints alike.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ audit_records = Table(
     Column("reason", Text),
     Column("details", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False, unique=True),
-    Column("hash", String(64), nullable=False, unique=True),
+    Column("hash", String(64), nullable=False),
 )
 
 # Signed checkpoints over record `size`, kept so that every export can interleave them.

@@ -126,6 +126,10 @@ def serve(
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": forwarded,
         "server_header": False,
+        # Named, not "auto": a missing uvloop or httptools is an error at start, not a quiet
+        # fallback to the pure-Python parser and loop (each costs server CPU on every request).
+        "http": "httptools",
+        "loop": "uvloop",
         # Even writes the access line itself (even.api.observe), in `log_format`.
         "access_log": False,
         "log_config": log_config(settings.log_format, log_level),

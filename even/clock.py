@@ -26,5 +26,11 @@ class FixedClock:
 
 
 def rfc3339(moment: datetime) -> str:
-    """RFC 3339 UTC with `Z`, seconds precision (SPEC §1)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC with `Z`, seconds precision (SPEC §1).
+
+    `isoformat` (less CPU than `strftime`, several times per grant) with its `+00:00` as `Z`;
+    years before 1000 go through `strftime` as before (the C library does not pad them)."""
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.isoformat(timespec="seconds")[:-6] + "Z"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -50,6 +50,33 @@ class GaugeSource:
     documentation: str
     labels: tuple[str, ...]
     samples: GaugeSamples
+
+
+class _ProcessId:
+    """`os.getpid()`, kept: prometheus-client's multiprocess values ask for the pid on every
+    increment (a system call each, several per request) to notice a fork. A fork is seen
+    here instead (`os.register_at_fork`), so the value it reports is the same."""
+
+    def __init__(self) -> None:
+        self.value = os.getpid()
+        os.register_at_fork(after_in_child=self._refresh)
+
+    def _refresh(self) -> None:
+        self.value = os.getpid()
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def _use_kept_pid() -> None:
+    """In multiprocess mode, make the value class read the kept pid. Done when this module
+    is imported, before any metric of Even's exists (a value made by the class before would
+    write the same file through a second map)."""
+    if os.environ.get(MULTIPROC_ENV):
+        values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())  # type: ignore[no-untyped-call]
+
+
+_use_kept_pid()
 
 
 def _codes_of(*bases: type[EvenError]) -> frozenset[str]:

@@ -20,7 +20,6 @@ from fastapi.concurrency import run_in_threadpool
 from even.affinity import pin_if_asked
 from even.api.console import install_console
 from even.api.grant_lane import GrantLane
-from even.api.input_guard import InputGuard
 from even.api.middleware import HardeningMiddleware
 from even.api.observe import ObserveMiddleware
 from even.api.problems import install_handlers
@@ -111,8 +110,8 @@ def create_app(
     if settings.grant_lane:
         # Added first, so it runs inside HardeningMiddleware (body limit, security headers).
         app.add_middleware(GrantLane, components=components)
-    # Control characters in the path or query never reach a route (nor a database).
-    app.add_middleware(InputGuard)
+    # Body limit, security headers; control characters in the path or query never reach a
+    # route (nor a database).
     app.add_middleware(HardeningMiddleware)
     # Outermost: it sees every answer (the lane's and the 413s too) for logs and metrics.
     app.add_middleware(ObserveMiddleware, metrics=metrics, templates=lambda: app.openapi()["paths"])

@@ -1,4 +1,5 @@
-"""Raw ASGI guard: control characters in the request path or query string are a 422.
+"""Control characters in the request path or query string are a 422 (checked by
+even.api.middleware.HardeningMiddleware, before routing).
 
 No route accepts a control character in a path segment or query parameter, and some stores
 cannot even hold one (PostgreSQL refuses NUL in text and answers with an error that would
@@ -13,7 +14,7 @@ import json
 import re
 from urllib.parse import unquote_to_bytes
 
-from even.api.middleware import ASGIApp, Receive, Scope, Send
+from even.api.asgi_types import Scope, Send
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -29,18 +30,7 @@ def has_control_characters(scope: Scope) -> bool:
     return _CONTROL.search(query) is not None
 
 
-class InputGuard:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and has_control_characters(scope):
-            await _refuse(send)
-            return
-        await self.app(scope, receive, send)
-
-
-async def _refuse(send: Send) -> None:
+async def refuse_control_characters(send: Send) -> None:
     body = json.dumps(
         {
             "type": "https://even.dev/problems/control_character",

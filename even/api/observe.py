@@ -96,19 +96,8 @@ class ObserveMiddleware:
                 self.metrics.count_grant_answer(mode, status, code, seconds)
             elif (method, route) == REVOKE_ROUTE and code == "revoke_incomplete":
                 self.metrics.child(self.metrics.push_failures, "revoke").inc()
-            access_log.info(
-                "%s %s %d %.1fms",
-                method,
-                route,
-                status,
-                seconds * 1000,
-                extra={
-                    "event": "http.request",
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "code": code,
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                _log_access(method, route, status, seconds, code)
             logs.current.reset(token)
 
     def _template(self, scope: Scope, path: str) -> str:
@@ -135,6 +124,22 @@ class ObserveMiddleware:
             else:
                 static.add(template)
         self._static = static
+
+
+def _log_access(method: str, route: str, status: int, seconds: float, code: str | None) -> None:
+    access_log.info(
+        "%s %s %d %.1fms",
+        method,
+        route,
+        status,
+        seconds * 1000,
+        extra={
+            "event": "http.request",
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "code": code,
+        },
+    )
 
 
 def _problem_code(body: bytes) -> str | None:

@@ -8,6 +8,7 @@ process (the single process, or each worker through `app_from_environment`).
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 
 # (young, middle, old): ~4% less CPU per grant than the default (700, 10, 10) in three
@@ -20,6 +21,17 @@ def tune_interpreter() -> None:
     worker thread and the group-commit writer, and each handoff otherwise waits a full
     interval while another thread computes."""
     sys.setswitchinterval(0.0005)
+    lean_log_records()
+
+
+def lean_log_records() -> None:
+    """Log records without the fields no Even format prints (even.logs: time, level, logger,
+    message, pid and the request context): the caller's file, line and function (found by
+    walking the stack on every record), the thread name and the multiprocessing process name.
+    The logging documentation's own "Optimization" advice; an access line costs ~5 µs less."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def settle_heap() -> None:
