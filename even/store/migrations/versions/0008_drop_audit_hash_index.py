@@ -1,7 +1,7 @@
 """Audit records without the UNIQUE(hash) index: one b-tree less to update per record.
 
 Revision ID: 0008
-Revises: 0006 (the integrator re-chains it after the revisions merged meanwhile)
+Revises: 0007
 
 The uniqueness it enforced already follows from what stays. A record's `hash` is SHA-256 over
 its canonical form, which includes its `seq` (audit.chain); `seq` is the primary key, so two
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
