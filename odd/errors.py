@@ -43,3 +43,15 @@ class UnsafePath(OddError):
 
 class InstallError(OddError):
     """`odd install` could not put a working wrapper in place."""
+
+
+class SyncError(OddError):
+    """`odd sync` left at least one file as it was; the message says which and why."""
+
+
+class EvenUnavailable(SyncError):
+    """Even could not be reached or answered 5xx: a transport failure, retry later."""
+
+
+class BadResponse(SyncError):
+    """Even answered something that must not be installed (garbage, empty, older, wrong type)."""
