@@ -22,27 +22,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from audit.record_types import RECORD_TYPES as AUDIT_RECORD_TYPES
+
 # The audit record types (the audit log's own list) plus the derived `access.emergency`.
-RECORD_TYPES = frozenset(
-    {
-        "access.requested",
-        "access.denied",
-        "access.pending",
-        "access.approved",
-        "access.cancelled",
-        "access.push_started",
-        "access.granted",
-        "access.failed",
-        "access.revoked",
-        "access.expired",
-        "access.reviewed",
-        "access.review_overdue",
-        "keys.updated",
-        "policy.loaded",
-        "ca.rotated",
-        "audit.exported",
-    }
-)
+RECORD_TYPES = frozenset(AUDIT_RECORD_TYPES)
 EMERGENCY = "access.emergency"
 EVENT_TYPES = RECORD_TYPES | {EMERGENCY}
 SECRET_PREFIX = "whsec_"

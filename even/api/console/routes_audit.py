@@ -18,6 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import Request
 
 from audit.chain import canonical
+from audit.record_types import RECORD_TYPES
 from even.api.console import chart
 from even.api.console.csrf import Refused, check_same_origin
 from even.api.console.sessions import ConsoleSession
@@ -27,24 +28,7 @@ from even.service.audit_log import EventFilters
 from even.service.audit_views import grants_per_day
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-EVENT_TYPES = (
-    "access.requested",
-    "access.denied",
-    "access.pending",
-    "access.approved",
-    "access.cancelled",
-    "access.push_started",
-    "access.granted",
-    "access.failed",
-    "access.revoked",
-    "access.expired",
-    "access.reviewed",
-    "access.review_overdue",
-    "keys.updated",
-    "policy.loaded",
-    "ca.rotated",
-    "audit.exported",
-)
+EVENT_TYPES = RECORD_TYPES
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 PAGE_SIZE = 100
 FILTER_LIMITS = {"username": 64, "login": 64, "hostname": 253}
