@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from audit.chain import canonical
+from audit.ed25519_signer import Ed25519Signer
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -26,7 +27,7 @@ class AuditSigner:
     """Signs receipts (and, later, checkpoints) with the audit key."""
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
+        self._signer = Ed25519Signer(private_key)  # libsodium: the same bytes, less CPU
         self.public_key = private_key.public_key()
         self.key_id = public_key_id(self.public_key)
 
@@ -38,7 +39,7 @@ class AuditSigner:
         return cls(key)
 
     def sign(self, obj: dict[str, Any]) -> str:
-        return base64.b64encode(self._key.sign(canonical(obj))).decode("ascii")
+        return base64.b64encode(self._signer.sign(canonical(obj))).decode("ascii")
 
     def receipt(self, seq: int, record_hash: str) -> dict[str, Any]:
         """Proof that record `seq` with `record_hash` was committed under this key."""

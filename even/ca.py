@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from audit.ed25519_signer import Ed25519Signer
 from even.errors import ConfigError, InvalidRequest
 from even.sshcert import ed25519_user_certificate
 from even.sshkeys import ParsedPublicKey
@@ -46,6 +47,12 @@ class CAKey:
     def fingerprint(self) -> str:
         blob = base64.b64decode(self.public_line.split(" ")[1])
         return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+    @functools.cached_property
+    def ed25519_signer(self) -> Ed25519Signer | None:
+        """The key's libsodium signer (the same signatures, less CPU), for Ed25519 keys."""
+        key = self.private_key
+        return Ed25519Signer(key) if isinstance(key, ed25519.Ed25519PrivateKey) else None
 
     @functools.cached_property
     def blob(self) -> bytes:
@@ -109,9 +116,9 @@ class UserCA:
             raise InvalidRequest("serial out of range")
         if self.is_ca_key(request.public_key):
             raise InvalidRequest("public_key: the CA's own key cannot be certified")
-        ca_key = self.active.private_key
-        if isinstance(ca_key, ed25519.Ed25519PrivateKey):
-            return self._sign_ed25519(request, ca_key)  # the same bytes, several times faster
+        signer = self.active.ed25519_signer
+        if signer is not None:
+            return self._sign_ed25519(request, signer)  # the same bytes, several times faster
         builder = (
             serialization.ssh.SSHCertificateBuilder()
             .public_key(request.public_key.key)
@@ -130,9 +137,9 @@ class UserCA:
         cert = builder.sign(self.active.private_key)
         return cert.public_bytes().decode("ascii")
 
-    def _sign_ed25519(self, request: CertificateRequest, ca_key: ed25519.Ed25519PrivateKey) -> str:
+    def _sign_ed25519(self, request: CertificateRequest, signer: Ed25519Signer) -> str:
         return ed25519_user_certificate(
-            ca_key=ca_key,
+            ca_key=signer,
             ca_blob=self.active.blob,
             public_key_blob=request.public_key.blob,
             serial=request.serial,

@@ -13,13 +13,18 @@ import base64
 import os
 import struct
 from collections.abc import Sequence
-
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import Protocol
 
 USER_CERT = 1
 NONCE_BYTES = 32
 _UINT32 = struct.Struct(">I")
 _UINT64 = struct.Struct(">Q")
+
+
+class Signs(Protocol):
+    """An Ed25519 private key's signing half: cryptography's key, or audit.ed25519_signer's."""
+
+    def sign(self, data: bytes, /) -> bytes: ...
 
 
 def _string(data: bytes) -> bytes:
@@ -33,7 +38,7 @@ def _options(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
 
 def ed25519_user_certificate(
     *,
-    ca_key: ed25519.Ed25519PrivateKey,
+    ca_key: Signs,
     ca_blob: bytes,
     public_key_blob: bytes,
     serial: int,
