@@ -7,6 +7,8 @@ must win it back from the event loop thread, which costs up to a switch interval
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Insert
@@ -19,17 +21,26 @@ def execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -
     if plan is None:
         conn.execute(statement, rows)
     else:
-        sql, order = plan
-        conn.exec_driver_sql(sql, [tuple(row[key] for key in order) for row in rows])
+        sql, parameters = plan
+        conn.exec_driver_sql(sql, list(map(parameters, rows)))
 
 
-# (statement, dialect name, row keys) -> (SQL, parameter order), or None for SQLAlchemy's way.
-_plans: dict[tuple[Any, str, str, tuple[str, ...]], tuple[str, tuple[str, ...]] | None] = {}
+# A row's parameters in the statement's order, as a tuple (itemgetter: one C call per row).
+_Parameters = Callable[[dict[str, Any]], tuple[Any, ...]]
+# (statement, dialect name, row keys) -> (SQL, parameters of a row), or None for SQLAlchemy's.
+_plans: dict[tuple[Any, str, str, tuple[str, ...]], tuple[str, _Parameters] | None] = {}
+
+
+def _parameters(order: tuple[str, ...]) -> _Parameters:
+    if len(order) == 1:  # itemgetter of one key returns the value, not a 1-tuple
+        (key,) = order
+        return lambda row: (row[key],)
+    return itemgetter(*order)
 
 
 def _driver_plan(
     statement: Any, dialect: Dialect, keys: tuple[str, ...]
-) -> tuple[str, tuple[str, ...]] | None:
+) -> tuple[str, _Parameters] | None:
     """The INSERT as the driver's own SQL, when SQLAlchemy would add nothing per row.
 
     SQLAlchemy's executemany builds and type-processes every row's parameters (~6 us a row
@@ -56,6 +67,6 @@ def _driver_plan(
             columns[key].type.dialect_impl(dialect).bind_processor(dialect) is None for key in keys
         )
     ):
-        plan = (compiled.string, tuple(order))
+        plan = (compiled.string, _parameters(tuple(order)))
     _plans[cache_key] = plan
     return plan

@@ -135,11 +135,16 @@ def test_deferred_table_inserts_go_to_the_driver_only_when_nothing_is_added_per_
         table.create(conn)
     statement = table.insert()
     full = {"n": 1, "label": "a", "kind": "x"}
-    # Every column given: the driver's SQL, parameters in its order.
-    assert _driver_plan(statement, engine.dialect, tuple(full)) == (
-        "INSERT INTO u (n, label, kind) VALUES (?, ?, ?)",
-        ("n", "label", "kind"),
-    )
+    # Every column given: the driver's SQL, parameters in its order (whatever the row's).
+    plan = _driver_plan(statement, engine.dialect, ("kind", "n", "label"))
+    assert plan is not None
+    sql, parameters = plan
+    assert sql == "INSERT INTO u (n, label, kind) VALUES (?, ?, ?)"
+    assert parameters({"kind": "x", "n": 1, "label": "a"}) == (1, "a", "x")
+    # One column: still a tuple (itemgetter of one key would give the bare value).
+    single = Table("v", MetaData(), Column("n", Integer, primary_key=True))
+    one = _driver_plan(single.insert(), engine.dialect, ("n",))
+    assert one is not None and one[1]({"n": 7}) == (7,)
     # A default to fill in, or not an INSERT of a table: SQLAlchemy's way.
     assert _driver_plan(statement, engine.dialect, ("n", "label")) is None
     assert _driver_plan(text("INSERT INTO t VALUES (:n)"), engine.dialect, ("n",)) is None
