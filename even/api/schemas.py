@@ -127,9 +127,6 @@ class AccessGrantAnswer(BaseModel):
 
     @classmethod
     def from_view(cls, view: AccessRequestView) -> AccessGrantAnswer:
-        ssh = f"ssh {view.login}@{view.hostname}"
-        if view.bastion:
-            ssh = f"ssh -J {view.username}@{view.bastion} {view.login}@{view.hostname}"
         return cls(
             id=view.id,
             status=view.status,
@@ -146,11 +143,60 @@ class AccessGrantAnswer(BaseModel):
             bastion=view.bastion,
             bastion_certificate=view.bastion_certificate,
             bastion_serial=view.bastion_serial,
-            ssh_command=ssh if view.status == "GRANTED" else None,
+            ssh_command=_ssh_command(view),
             receipt=Receipt(**view.receipt) if view.receipt else None,
             approval=ApprovalObject.model_validate(view.approval) if view.approval else None,
             emergency=view.emergency,
         )
+
+
+def _ssh_command(view: AccessRequestView) -> str | None:
+    if view.status != "GRANTED":
+        return None
+    if view.bastion:
+        return f"ssh -J {view.username}@{view.bastion} {view.login}@{view.hostname}"
+    return f"ssh {view.login}@{view.hostname}"
+
+
+def grant_document(view: AccessRequestView) -> dict[str, Any]:
+    """`AccessGrantAnswer.from_view(view).model_dump()`, built directly for the common answer.
+
+    Every grant's answer is serialised here; building and validating the model from values
+    our own code made, then dumping it again, cost ~15 µs of the grant. A request with an
+    `approval` object (rare) still goes through the models. tests/even/test_grant_document.py
+    holds the two equal.
+    """
+    if view.approval:
+        return AccessGrantAnswer.from_view(view).model_dump()
+    receipt = view.receipt
+    return {
+        "id": view.id,
+        "status": view.status,
+        "username": view.username,
+        "login": view.login,
+        "hostname": view.hostname,
+        "mode": view.mode,
+        "certificate": view.certificate,
+        "serial": view.serial,
+        "key_id": view.key_id,
+        "principals": list(view.principals),
+        "valid_after": view.valid_after,
+        "valid_before": view.valid_before,
+        "bastion": view.bastion,
+        "bastion_certificate": view.bastion_certificate,
+        "bastion_serial": view.bastion_serial,
+        "ssh_command": _ssh_command(view),
+        "receipt": {
+            "seq": receipt["seq"],
+            "hash": receipt["hash"],
+            "signature": receipt["signature"],
+            "key_id": receipt["key_id"],
+        }
+        if receipt
+        else None,
+        "approval": None,
+        "emergency": view.emergency,
+    }
 
 
 class AccessRequestItem(BaseModel):

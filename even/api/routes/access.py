@@ -24,6 +24,7 @@ from even.api.schemas import (
     AccessRequestItem,
     AccessRequestList,
     check_reason,
+    grant_document,
 )
 from even.approvals import PENDING_APPROVAL
 from even.identity import Identity
@@ -89,7 +90,7 @@ async def grant_answer(
         idempotency = IdempotencyKey(key=idempotency_key, body_sha256=digest)
     view = await components.access.request_access_async(identity, body.to_input(), idempotency)
     status = 202 if view.status == PENDING_APPROVAL else 201
-    return status, orjson.dumps(AccessGrantAnswer.from_view(view).model_dump())
+    return status, orjson.dumps(grant_document(view))
 
 
 @router.get(
