@@ -3,11 +3,13 @@
 Only this module talks SQL for the audit log. `append` neither begins nor commits: the use case
 owns the transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL an advisory lock taken first, one
 writer order across replicas), which also serialises appends, so reading the
-head and inserting the next record cannot interleave. `UNIQUE(prev_hash)` makes a fork fail
-loudly even if a backend's locking were wrong. `hash` needs no index of its own: it covers
-`seq`, the primary key, so equal hashes would take a SHA-256 collision, and nothing looks a
-record up by its hash. Triggers refuse UPDATE and DELETE (PostgreSQL: and TRUNCATE) on records
-and checkpoints alike.
+head and inserting the next record cannot interleave. A link trigger makes a fork, a gap or a
+wrong link fail loudly even if a backend's locking were wrong: a record's `prev_hash` must be
+the `hash` of record `seq - 1` (genesis for seq 1), read from the page the append touches
+anyway (an index on `prev_hash` would write a random page per record). `hash` needs no index
+of its own: it covers `seq`, the primary key, so equal hashes would take a SHA-256 collision,
+and nothing looks a record up by its hash. Triggers refuse UPDATE and DELETE (PostgreSQL: and
+TRUNCATE) on records and checkpoints alike.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ audit_records = Table(
     Column("request_id", String(64), index=True),
     Column("reason", Text),
     Column("details", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False),  # linked by a trigger (LINK_TRIGGERS)
     Column("hash", String(64), nullable=False),
 )
 
@@ -66,10 +68,17 @@ def _sqlite_trigger(table: str, action: str) -> str:
     )
 
 
-SQLITE_APPEND_ONLY_TRIGGERS = tuple(
-    _sqlite_trigger(table, action)
-    for table in APPEND_ONLY_TABLES
-    for action in ("update", "delete")
+SQLITE_APPEND_ONLY_TRIGGERS = (
+    *(
+        _sqlite_trigger(table, action)
+        for table in APPEND_ONLY_TABLES
+        for action in ("update", "delete")
+    ),
+    # Each record links to the one before it (genesis: 64 zeros), as in even's migration 0009.
+    "CREATE TRIGGER IF NOT EXISTS audit_records_link BEFORE INSERT ON audit_records "
+    "WHEN NEW.seq < 1 OR NEW.prev_hash IS NOT (CASE WHEN NEW.seq = 1 THEN printf('%064d', 0) "
+    "ELSE (SELECT hash FROM audit_records WHERE seq = NEW.seq - 1) END) "
+    "BEGIN SELECT RAISE(ABORT, 'audit_records: a record must link to the record before it'); END",
 )
 
 
@@ -99,14 +108,32 @@ def _postgres_triggers(table: str) -> tuple[str, ...]:
     return tuple(statements)
 
 
+POSTGRES_LINK_FUNCTION = """
+CREATE OR REPLACE FUNCTION even_audit_link() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.seq < 1 OR NEW.prev_hash IS DISTINCT FROM (CASE WHEN NEW.seq = 1 THEN repeat('0', 64)
+            ELSE (SELECT hash FROM audit_records WHERE seq = NEW.seq - 1) END) THEN
+        RAISE EXCEPTION '%: record % does not link to the record before it', TG_TABLE_NAME,
+            NEW.seq USING ERRCODE = 'unique_violation', TABLE = TG_TABLE_NAME;
+    END IF;
+    RETURN NEW;
+END
+$$"""
+
 POSTGRES_APPEND_ONLY_TRIGGERS = (
     POSTGRES_GUARD_FUNCTION,
     *(statement for table in APPEND_ONLY_TABLES for statement in _postgres_triggers(table)),
+    POSTGRES_LINK_FUNCTION,
+    "DROP TRIGGER IF EXISTS audit_records_link ON audit_records",
+    "CREATE TRIGGER audit_records_link BEFORE INSERT ON audit_records "
+    "FOR EACH ROW EXECUTE FUNCTION even_audit_link()",
+    "ALTER TABLE audit_records ENABLE ALWAYS TRIGGER audit_records_link",
 )
 
 
 def install_append_only_guards(conn: Connection) -> None:
-    """Create the storage-level refusal of UPDATE/DELETE/TRUNCATE (part of the schema)."""
+    """Create the storage-level refusal of UPDATE/DELETE/TRUNCATE and the records' link
+    trigger (part of the schema; even's migrations hold the same DDL)."""
     if conn.dialect.name == "sqlite":
         for statement in SQLITE_APPEND_ONLY_TRIGGERS:
             conn.exec_driver_sql(statement)

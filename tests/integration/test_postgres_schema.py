@@ -35,9 +35,11 @@ from even.config import load_settings
 from even.errors import StoreUnavailable
 from even.store.db import (
     WRITER_LOCK_KEY,
+    is_store_unavailable,
     job_lock_key,
     make_engine,
     read_only,
+    take_writer_lock,
     transaction,
     try_job_lock,
 )
@@ -87,7 +89,8 @@ def test_sqlite_migrations_match_the_models(tmp_path: Path) -> None:
             row[0]
             for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='trigger'"))
         }
-    assert triggers == {f"{t}_no_{a}" for t in APPEND_ONLY for a in ("update", "delete")}
+    append_only = {f"{t}_no_{a}" for t in APPEND_ONLY for a in ("update", "delete")}
+    assert triggers == append_only | {"audit_records_link"}  # 0009: each record links back
 
 
 def test_postgres_migrations_match_the_models_and_every_table_has_grants(
@@ -108,7 +111,7 @@ def test_postgres_migrations_match_the_models_and_every_table_has_grants(
         engine.dispose()
     # 'A' = ENABLE ALWAYS: fires even with session_replication_role = replica.
     expected = {(f"{t}_no_{a}", "A") for t in APPEND_ONLY for a in ("update", "delete", "truncate")}
-    assert set(triggers) == expected
+    assert set(triggers) == expected | {("audit_records_link", "A")}
 
 
 @pytest.fixture(scope="module")
@@ -331,3 +334,30 @@ def test_an_approver_counts_once_per_request(migrated: PostgresDatabase) -> None
     finally:
         engine.dispose()
     assert _refusal(migrated.app_url, insert) == "23505"  # unique_violation
+
+
+def test_records_must_link_to_the_one_before(migrated: PostgresDatabase) -> None:
+    # Migration 0009's trigger, as the app role: an ordinary append passes; a record that
+    # does not name its predecessor's hash (a fork, a gap, a wrong link) is the chain's
+    # tripwire: unique_violation on audit_records, which Even answers with a 503.
+    engine = make_engine(migrated.app_url)
+    try:
+        with engine.begin() as conn:
+            take_writer_lock(conn)
+            record = audit_store.append(conn, AuditEvent(type="test.link"), datetime.now(UTC))
+        seq, digest = record["seq"], record["hash"]
+        forged = {
+            "fork": (seq + 1, record["prev_hash"]),
+            "gap": (seq + 2, digest),
+            "wrong link": (seq + 1, "f" * 64),
+        }
+        for name, (position, prev_hash) in forged.items():
+            _sealed, row = audit_store.sealed_row(
+                AuditEvent(type="test.forged"), datetime.now(UTC), seq=position, prev_hash=prev_hash
+            )
+            with pytest.raises(DBAPIError) as caught, engine.begin() as conn:
+                conn.execute(audit_store.INSERT_RECORD, row)
+            assert getattr(caught.value.orig, "sqlstate", None) == "23505", name
+            assert is_store_unavailable(caught.value), name  # the tripwire: 503, not 500
+    finally:
+        engine.dispose()
