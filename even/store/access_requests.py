@@ -34,7 +34,9 @@ def row(**values: Any) -> dict[str, Any]:
     unknown = values.keys() - _KNOWN
     if unknown:
         raise TypeError(f"not access_requests columns: {sorted(unknown)}")
-    return {name: values.get(name) for name in COLUMNS}
+    full = dict.fromkeys(COLUMNS)  # every column, in table order, NULL
+    full.update(values)  # known keys only: their places stay the table's
+    return full
 
 
 def insert(tx: Transaction, values: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
 import random
+from dataclasses import fields
 
 import orjson
 import pytest
@@ -168,3 +169,18 @@ def test_a_seal_template_refuses_what_would_change_its_shape(seq, time, prev) ->
 def test_a_seal_template_refuses_values_outside_the_domain_at_once() -> None:
     with pytest.raises(UnsafeValue):
         SealTemplate(AuditEvent(type="t", details={"x": 1.5}))
+
+
+def test_a_seal_template_keeps_every_field_of_its_event() -> None:
+    # SealTemplate copies the event field by field (not dataclasses.replace): a field added to
+    # AuditEvent must be added there too, or this fails.
+    event = AuditEvent(
+        type="t", username="u", login="l", hostname="h", request_id="r", reason="why",
+        details={"k": [1, "v"]},
+    )  # fmt: skip
+    kept = SealTemplate(event).event
+    assert kept == event
+    assert kept.details is not event.details  # a copy: the caller's dict may change later
+    assert [f.name for f in fields(AuditEvent)] == [
+        "type", "username", "login", "hostname", "request_id", "reason", "details",
+    ]  # fmt: skip
