@@ -292,3 +292,20 @@ def test_the_cheap_tier_imports_nothing_heavy(granted: Piu) -> None:
     imported = set(ast.literal_eval(out.stdout))
     allowed = {"__future__", "binascii", "piu", "piu.fastconfig", "piu.held", "piu.sshwire"}
     assert imported <= allowed, imported
+
+
+def test_answers_with_what_piu_config_set_writes(granted: Piu, tmp_path: Path) -> None:
+    ca, ssh_config = tmp_path / "ca.pem", tmp_path / "ssh_config"
+    ca.write_text("not read by piu ssh\n")
+    ssh_config.write_text("Host *\n")
+    for key, value in (
+        ("even_url", "https://even.example.com"),
+        ("issuer", "https://idp.example.com/realms/acme"),
+        ("scope", "openid offline_access profile"),
+        ("cacert", str(ca)),
+        ("ssh_config", str(ssh_config)),
+    ):
+        assert granted("config", "set", key, value).exit_code == 0
+    fast = assert_agrees()
+    assert fast is not None
+    assert fast[2][1:3] == ["-F", str(ssh_config)]  # type: ignore[index]
