@@ -9,9 +9,9 @@ no global flags and no options; and only when piu holds a still-valid grant for 
 Two tiers, cheapest first. piu.held answers the common case importing almost nothing; when
 it is unsure (see its contract) `held_grant` runs, which is what the click command runs too,
 so the two cannot drift apart (and the tests hold piu.held to `held_grant`'s answers). The
-note is the same function on every path, and a failed exec reads as the CLI's. Anything else — another command,
-an option, no held grant, any error — goes to the full CLI (piu.cli), which starts from
-scratch, so every message and exit code is still the CLI's own.
+note is the same function on every path, and a failed exec reads as the CLI's. Anything
+else — another command, an option, no held grant, any error — goes to the full CLI
+(piu.cli), which starts from scratch, so every message and exit code is still the CLI's own.
 """
 
 from __future__ import annotations
