@@ -154,3 +154,43 @@ def run(workdir: Path, even_url: str, token: str, runs: int) -> list[Timing]:
         measure(PIU_SSH_LABEL, piu_ssh, ssh_env, runs, workdir),
         measure(STAND_IN_LABEL, [str(stand_in / "ssh"), "true"], ssh_env, runs, workdir),
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.cli_timing [--runs N]`: these timings alone, against a throwaway Even."""
+    import argparse
+    import tempfile
+
+    from bench import even_target
+    from bench.procs import Processes
+    from harness.ports import free_port
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs per timing (default 20)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="piu-timing-"))
+    try:
+        with Processes() as processes:
+            port = free_port()
+            setup = even_target.configure(workdir / "even", port)
+            server = even_target.start(
+                setup, port=port, workers=1, log_path=workdir / "even" / "server.log"
+            )
+            processes.adopt(server.process)
+            timings = run(workdir / "piu", server.url, even_target.token(setup), args.runs)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for timing in timings:
+        print(
+            f"{timing.label}: median {timing.median_s * 1000:.1f} ms"
+            f" (min {timing.min_s * 1000:.1f}, max {timing.max_s * 1000:.1f};"
+            f" {timing.runs} runs, {timing.tool})"
+        )
+    overhead = ssh_overhead_ms(timings)
+    if overhead is not None:
+        print(f"piu ssh overhead over the stand-in: {overhead:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -194,13 +194,14 @@ def ssh(
     Anything after `--` goes to ssh: `piu ssh db-1.example.org -- uptime`.
     """
     from piu import access
-    from piu.launch import held_grant, using_note
+    from piu.held import using_note
+    from piu.launch import held_grant
 
     # The held-grant branch is shared with piu.launch, which takes it before click loads.
     held = None if new else held_grant(runtime, target, bastion)
     if held is not None:
         grant, argv = held
-        note(using_note(grant, runtime.clock()))
+        note(using_note(grant.id, grant.valid_before, runtime.clock()))
     else:
         login, hostname = access.split_target(target)
         settings = runtime.settings()
@@ -244,7 +245,7 @@ def load_into_agent(runtime: Runtime, outcome: Outcome) -> None:
     except AgentError as exc:
         warn(f"not added to ssh-agent: {exc}", "the printed ssh command works without it")
         return
-    from piu.launch import minutes
+    from piu.held import minutes
 
     note(f"added to ssh-agent for {minutes(lifetime)}")
 

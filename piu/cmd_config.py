@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from piu.config import KEYS
+from piu.fastconfig import KEYS
 from piu.render import escape, to_json
 from piu.runtime import Runtime
 

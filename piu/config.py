@@ -21,24 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from piu.errors import ConfigError
+from piu.fastconfig import DEFAULTS, KEYS  # kept with `piu ssh`'s reader, which must agree
 
-KEYS = (
-    "even_url",
-    "bastion",
-    "cacert",
-    "issuer",
-    "client_id",
-    "resource",
-    "audience",
-    "scope",
-    "ssh_config",
-)
-DEFAULTS: dict[str, str] = {
-    "client_id": "piu",
-    "audience": "even",
-    # offline_access asks for a refresh token, so a login lasts longer than one access token.
-    "scope": "openid offline_access",
-}
 _VISIBLE = re.compile(r"[\x21-\x7e]{1,512}")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")  # RFC 6749 §3.3
 

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from piu.errors import PiuError
 from piu.files import ensure_private_dir, write_private
+from piu.held import REUSE_MARGIN
 from piu.keys import KeyPair, check_certificate
 from piu.paths import Paths
-
-REUSE_MARGIN = 60  # seconds; a certificate about to expire would end the session soon after
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 from piu import sshwire
 from piu.errors import BadResponse, KeyProblem
 from piu.files import create_private, ensure_private_dir, write_private
+from piu.held import KEY_COMMENT
 
 if TYPE_CHECKING:
     from piu.sshwire import Ed25519Key
-
-KEY_COMMENT = "piu"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ in clear in an unencrypted OpenSSH key file, and a certificate's fields are leng
 *makes* the key (piu.keys), once. Nothing here verifies a signature; the certificate checks
 are about which key and which kind of certificate Even returned (ssh verifies the CA).
 
+Only `binascii` is imported (not base64, struct or dataclasses, which pull in re, inspect and
+more): `piu ssh` with a held grant reads its key and certificates through this module before
+anything else is loaded (piu.held).
+
 Invariants: every parser is strict, every length is bounded by the data, and any deviation
 (other cipher or key type, short data, trailing bytes, mismatched copies of the public key,
 bad padding) raises ValueError; callers turn that into their own error.
@@ -14,10 +18,7 @@ bad padding) raises ValueError; callers turn that into their own error.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import struct
-from dataclasses import dataclass
 
 ED25519 = "ssh-ed25519"
 ED25519_CERT = "ssh-ed25519-cert-v01@openssh.com"
@@ -42,10 +43,10 @@ class _Reader:
         return chunk
 
     def uint32(self) -> int:
-        return int(struct.unpack(">I", self.take(4))[0])
+        return int.from_bytes(self.take(4), "big")
 
     def uint64(self) -> int:
-        return int(struct.unpack(">Q", self.take(8))[0])
+        return int.from_bytes(self.take(8), "big")
 
     def string(self) -> bytes:
         return self.take(self.uint32())
@@ -59,20 +60,62 @@ class _Reader:
 
 
 def _b64(text: str | bytes) -> bytes:
+    """base64.b64decode(text, validate=True), without importing base64 (and re)."""
     try:
-        return base64.b64decode(text, validate=True)
+        data = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            "invalid base64: string argument should contain only ASCII characters"
+        ) from exc
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"invalid base64: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class Ed25519Key:
+class _Record:
+    """A read-only record with value equality (what dataclass(frozen=True) gave, without
+    importing dataclasses); subclasses name their fields, in order, in `_fields`."""
+
+    __slots__: tuple[str, ...] = ()
+    _fields: tuple[str, ...] = ()
+
+    def _set(self, *values: object) -> None:
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Record) and (type(other), other._values()) == (
+            type(self),
+            self._values(),
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        pairs = zip(self._fields, self._values(), strict=True)
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in pairs)})"
+
+
+class Ed25519Key(_Record):
+    __slots__ = ("public", "seed")
+    _fields = ("public", "seed")
     public: bytes  # 32 bytes
     seed: bytes  # 32 bytes, the private half
 
+    def __init__(self, public: bytes, seed: bytes) -> None:
+        self._set(public, seed)
+
     def public_line(self, comment: str) -> str:
         blob = _wire(ED25519.encode()) + _wire(self.public)
-        return f"{ED25519} {base64.b64encode(blob).decode('ascii')} {comment}"
+        return f"{ED25519} {binascii.b2a_base64(blob, newline=False).decode('ascii')} {comment}"
 
 
 def read_private_key(text: bytes) -> Ed25519Key:
@@ -112,14 +155,26 @@ def read_private_key(text: bytes) -> Ed25519Key:
     return Ed25519Key(public=public, seed=pair[:32])
 
 
-@dataclass(frozen=True)
-class Certificate:
+class Certificate(_Record):
+    __slots__ = ("cert_type", "kind", "public", "serial", "valid_after", "valid_before")
+    _fields = ("kind", "public", "serial", "cert_type", "valid_after", "valid_before")
     kind: str  # e.g. ssh-ed25519-cert-v01@openssh.com
     public: bytes  # the certified Ed25519 public key (32 bytes)
     serial: int
     cert_type: int  # USER_CERT or HOST_CERT
     valid_after: int
     valid_before: int
+
+    def __init__(
+        self,
+        kind: str,
+        public: bytes,
+        serial: int,
+        cert_type: int,
+        valid_after: int,
+        valid_before: int,
+    ) -> None:
+        self._set(kind, public, serial, cert_type, valid_after, valid_before)
 
 
 class NotACertificate(ValueError):
@@ -162,4 +217,4 @@ def read_certificate(line: str) -> Certificate:
 
 
 def _wire(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
+    return len(data).to_bytes(4, "big") + data

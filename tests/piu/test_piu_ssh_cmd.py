@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from piu_fakes import REQUEST_ID, Piu
 
+from piu.cli import cli as cli_group
 from piu.runtime import Runtime
 
 HOST = "db-1.prod.example.org"
@@ -182,12 +185,18 @@ def test_expired_grants_are_pruned_with_their_files(run: Piu) -> None:
 # piu.launch: the held-grant path taken before click is imported
 
 
+@pytest.mark.parametrize("tier", ["cheap", "general"])
 def test_launch_execs_what_the_cli_execs_for_a_held_grant(
-    run: Piu, capsys: pytest.CaptureFixture[str]
+    run: Piu, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tier: str
 ) -> None:
-    from piu import launch
+    import time
+
+    from piu import held, launch
 
     assert run("ssh", HOST, "-r", "INC-1 debug").exit_code == 0
+    if tier == "general":  # a setting piu.held leaves to piu.config: the second tier answers
+        monkeypatch.setenv("PIU_EVEN_URL", "HTTPS://even.example.com")
+    assert (held.lookup(dict(os.environ), HOST, time.time()) is None) is (tier == "general")
     result = run("ssh", HOST, "--", "uptime", "-p")
     execs: list[tuple[str, list[str]]] = []
 
@@ -223,3 +232,21 @@ def test_launch_leaves_everything_else_to_the_cli(run: Piu, args: list[str]) -> 
         raise AssertionError(f"exec'd {argv}")
 
     launch._held_ssh(args, Runtime(execvp=execvp))  # returns: the CLI takes over
+
+
+def test_launch_reports_a_missing_ssh_as_the_cli_does(
+    run: Piu, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from piu import launch
+
+    assert run("ssh", HOST, "-r", "INC-1 debug").exit_code == 0
+
+    def execvp(file: str, argv: list[str]) -> None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    cli = CliRunner().invoke(cli_group, ["ssh", HOST], obj=Runtime(execvp=execvp))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        launch._held_ssh(["ssh", HOST], Runtime(execvp=execvp))
+    assert exited.value.code == cli.exit_code == 1
+    assert capsys.readouterr().err == cli.stderr
