@@ -3,6 +3,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/cpu_per_grant.py [--grants 3000] [--concurrency 64]
                                                          [--rounds 3] [--profile out.prof]
+                                                         [--phases]
 
 Builds Even as `even serve` does for one worker (`even init --dev-issuer`, `even db upgrade`,
 a multiprocess metrics directory, `tune_interpreter`, uvloop), then drives the ASGI app
@@ -10,7 +11,10 @@ directly with fresh-key grants at the given concurrency and reads this process's
 (`resource.getrusage`, all threads: the event loop and the store writer). Nothing else runs
 in the process, so CPU per grant is the app's own, minus uvicorn's HTTP parsing; on a loaded,
 shared machine it moves far less than wall-clock throughput does. `--profile` writes a
-cProfile of one more round (which is not a measured one).
+cProfile of one more round (which is not a measured one). `--phases` times the grant path's
+phases with per-thread CPU timers (bench/grant_phases.py) during one more round and prints
+a table of µs per grant; it loads that module from this script's directory, so
+`PYTHONPATH=<older tree>` gives the same table for an older tree.
 """
 
 from __future__ import annotations
@@ -175,6 +179,14 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
         await _round(app, headers, bodies, args.concurrency)
         profiler.disable()
         profiler.dump_stats(args.profile)
+    if args.phases:
+        phases = _phases_module()
+        phases.install()
+        cpu = _cpu()
+        statuses = await _round(app, headers, bodies, args.concurrency)
+        spent = _cpu() - cpu
+        ok = statuses.get(201, 0)
+        print(phases.report(ok, spent / max(ok, 1) * 1e6))
     median, best = statistics.median(per_grant), min(per_grant)
     # The best round is the one least disturbed by other processes on a shared machine.
     print(
@@ -185,12 +197,26 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
     await lifespan
 
 
+def _phases_module() -> Any:
+    """bench/grant_phases.py beside this script, whichever tree PYTHONPATH points to."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "grant_phases", ROOT / "bench" / "grant_phases.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grants", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile")
+    parser.add_argument("--phases", action="store_true", help="a table of CPU per phase")
     parser.add_argument("--log-level", default="info", help="as `even serve --log-level`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="even-cpu-bench-") as scratch:
