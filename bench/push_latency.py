@@ -21,8 +21,8 @@ import os
 import statistics
 import time
 
-from bench.push_lab import TARGET, push_lab
 from even.push.pusher import Destination
+from tests.integration.push_lab import TARGET, push_lab
 
 KINDS = ("grant, cold", "grant, warm", "grant, warm, new hop")
 

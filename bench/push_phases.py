@@ -25,7 +25,7 @@ import paramiko
 
 import even.push.pusher as pusher_module
 import even.service.push_access as push_access
-from bench.push_lab import push_lab
+from tests.integration.push_lab import push_lab
 
 _figures: dict[str, list[float]] = defaultdict(list)
 _recording = threading.Event()  # set while a timed grant runs

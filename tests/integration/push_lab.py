@@ -1,10 +1,12 @@
-"""The namespace lab the push benchmarks share: a bastion and a target with real sshd and odd.
+"""A push lab: a bastion and a target with real sshd and odd, and Even in process.
 
 `push_lab()` builds it (harness.netns: a bastion and a target, each with its own sshd and the
 real `odd grant-ssh-access`, the zipapp `odd install` writes, run by /usr/bin/python3), starts
-Even in process (TestClient, real paramiko pusher, SQLite) and yields a `PushLab`; on the way
-out it ends Even's connections, every process of the topology and removes its files.
-Root, iproute2 and OpenSSH required.
+Even in process (TestClient, the real paramiko pusher with `hop_clock` as its hop pool's clock,
+SQLite) and yields a `PushLab`; on the way out it closes Even's connections, ends every process
+of the topology by PID and removes its files. Used by bench/push_latency.py, bench/push_phases.py
+and tests/integration/test_push_hops_netns.py. Root, iproute2 and OpenSSH required
+(`NetnsUnavailable`/`SshdUnavailable` say what is missing).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +25,13 @@ import yaml
 from fastapi.testclient import TestClient
 
 from even.api.app import create_app
-from even.config import load_settings
+from even.config import load_settings, parse_address
 from even.push.pusher import Destination, ParamikoPusher
 from even.store.db import make_engine
 from even.store.schema import upgrade
 from even.wiring import Components, build_components
 from harness import sshd as sshd_harness
-from harness.netns import Topology, create_topology
+from harness.netns import NamespacedSshd, Topology, create_topology
 from harness.odd_host import install_odd, with_config, write_odd_conf
 from harness.sshd import ensure_login_user
 from odd.sshd_config import push_key_options
@@ -50,6 +53,8 @@ rules:
 @dataclass
 class PushLab:
     topology: Topology
+    sshds: dict[str, NamespacedSshd]  # by hostname
+    known_hosts: Path  # Even's pins
     components: Components
     client: TestClient
     headers: dict[str, str]
@@ -88,7 +93,7 @@ def keygen(path: Path) -> str:
 
 
 @contextmanager
-def push_lab() -> Iterator[PushLab]:
+def push_lab(hop_clock: Callable[[], float] = time.monotonic) -> Iterator[PushLab]:
     ensure_login_user(USER)
     tmp = Path(tempfile.mkdtemp(prefix="even-push-bench-"))
     hosts_dir = sshd_harness._secure_tempdir()
@@ -120,14 +125,24 @@ def push_lab() -> Iterator[PushLab]:
         config.write_text(yaml.safe_dump(data))
         settings = load_settings(config)
         upgrade(make_engine(settings.resolved_database_url))
-        components = build_components(settings)
+        push = settings.push
+        pusher = ParamikoPusher(
+            user=push.user,
+            private_key=settings.path(push.private_key),
+            known_hosts=settings.path(push.known_hosts),
+            host_addresses={n: parse_address(a) for n, a in push.host_addresses.items()},
+            connect_timeout=push.connect_timeout_seconds,
+            hop_idle_seconds=push.hop_idle_seconds,
+            clock=hop_clock,
+        )
+        components = build_components(settings, pusher=pusher)
         assert components.push is not None and components.dev_issuer is not None
         headers = {"Authorization": f"Bearer {components.dev_issuer.mint(USER, [])}"}
         body = {"hostname": TARGET, "reason": "bench INC-1", "mode": "push",
                 "public_key": keygen(tmp / "user")}  # fmt: skip
         with TestClient(create_app(settings, components=components)) as client:
             try:
-                yield PushLab(topo, components, client, headers, body)
+                yield PushLab(topo, handles, pins, components, client, headers, body)
             finally:
                 components.push.close()
     finally:
