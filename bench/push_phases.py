@@ -8,7 +8,7 @@ timers wrapped around Even's own steps and paramiko's, and prints the median and
   key exchange + host key check, authentication); the exec (session open, odd's run, exit).
 Each grant is revoked (untimed) before the next. Asserts nothing.
 
-    .venv/bin/python -m bench.push_phases [--runs 20]    (from the repository root)
+    .venv/bin/python -m bench.push_phases [--runs 20] [--new-hop]    (from the repository root)
 """
 
 from __future__ import annotations
@@ -68,11 +68,14 @@ def _instrument() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--new-hop", action="store_true", help="no kept hop: close it each time")
     args = parser.parse_args()
     _instrument()
     with push_lab() as lab:
         lab.revoke(lab.grant())  # warm the bastion connection (and any kept hop)
         for _ in range(args.runs):
+            if args.new_hop:
+                lab.pusher._hops.close_hops()
             _recording.set()
             started = time.perf_counter()
             request_id = lab.grant()

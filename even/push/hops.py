@@ -2,12 +2,10 @@
 
 A host behind a bastion is reached by an SSH session that Even itself runs end to end (paramiko)
 inside a `direct-tcpip` channel of its kept bastion connection. Opening one costs the bastion's
-TCP connect to the host, a key exchange, authentication and, against OpenSSH's sshd, a ~40 ms
-wait for the first channel (sshd writes its host-keys notice and then the channel confirmation
-as two small writes without TCP_NODELAY; the second waits for the delayed ACK of the first).
-Measured on the namespace lab that was ~68 ms of a warm grant's ~120 ms (bench/README.md), so
-the session is kept here and the next command to the same host through the same bastion
-reuses it.
+TCP connect to the host, a key exchange and authentication (~25 ms on the namespace lab, plus
+~40 ms for the first channel before even.push.transport answered sshd's host-keys notice: ~68
+of a warm grant's ~120 ms, bench/README.md), so the session is kept here and the next command
+to the same host through the same bastion reuses it.
 
 Why not OpenSSH's ControlMaster: Even does not run `ssh`; there is no client on the bastion and
 no control socket on any disk that another local user or process could connect to. The kept
