@@ -18,7 +18,9 @@ Invariants (checked by `take`, every time, before a kept hop carries a command):
 - it has been idle for less than `idle_seconds` and is younger than `max_age_seconds`;
 - the host key it verified is still pinned for its name in `push.known_hosts` as the file is
   now (an unpinned or changed pin closes it; the fresh connection then meets the new pins);
-- otherwise it is closed and the caller connects afresh, so a stale hop fails safe.
+- otherwise it is retired (never used again; closed at once, or as soon as the commands other
+  threads run on it end, never cut off mid-command) and the caller connects afresh, so a stale
+  hop fails safe.
 A hop found dead when opening a channel (before any command was sent) is replaced once by the
 caller. A reaper thread closes hops once idle or too old, even when no push comes; hops that
 are running a command are left until it ends. `close()` ends the reaper and every hop.
@@ -63,6 +65,8 @@ class HopPool:
         self.max_age_seconds = max_age_seconds
         self._clock = clock
         self._hops: dict[HopKey, _Hop] = {}
+        self._retired: list[_Hop] = []  # out of use, closed when their last command ends
+        self._closing: list[_Hop] = []  # to close once the lock is released
         self._guard = threading.Condition()
         self._reaper: threading.Thread | None = None
         self._changes = 0  # bumped whenever a hop is kept or released: the reaper looks again
@@ -77,8 +81,9 @@ class HopPool:
         bastion: paramiko.Transport,
         still_pinned: Callable[[paramiko.PKey], bool],
     ) -> paramiko.Transport | None:
-        """The kept hop for `key`, marked busy, if every invariant holds; else None (and an
-        unusable kept hop is closed). Give it back with `release`."""
+        """The kept hop for `key`, marked busy, if every invariant holds; else None, and the
+        kept hop is retired (closed now, or when the commands still running on it end).
+        Give a returned hop back with `release`."""
         with self._guard:
             hop = self._hops.get(key)
             if hop is None:
@@ -93,13 +98,39 @@ class HopPool:
             )
             if usable:
                 hop.busy += 1
+            else:
+                self._retire(key, hop)
+        if not usable:
+            self._close_pending()
+            return None
         # The pin check reads the file (when it changed): outside the lock.
-        if usable and _pinned(hop.transport, still_pinned):
+        if _pinned(hop.transport, still_pinned):
             return hop.transport
-        if usable:
-            self.release(key, hop.transport)
-        self.drop(key, hop.transport)
+        with self._guard:
+            hop.busy -= 1
+            if self._hops.get(key) is hop:
+                self._retire(key, hop)
+            elif hop.busy == 0 and hop in self._retired:
+                self._retired.remove(hop)
+                self._closing.append(hop)
+        self._close_pending()
         return None
+
+    def _retire(self, key: HopKey, hop: _Hop) -> None:
+        """(Under the lock.) No new command on `hop`: closed at once if idle, else when the
+        commands running on it end (closing it would cut them off mid-command)."""
+        del self._hops[key]
+        if hop.busy == 0:
+            self._closing.append(hop)
+        else:
+            self._retired.append(hop)
+
+    def _close_pending(self) -> None:
+        """Close the hops retired while the lock was held (outside it: close may block)."""
+        with self._guard:
+            closing, self._closing = self._closing, []
+        for hop in closing:
+            hop.client.close()
 
     def keep(self, key: HopKey, client: paramiko.SSHClient, bastion: paramiko.Transport) -> bool:
         """Keep a new hop (marked busy: `release` it after its command); False when it is not
@@ -123,7 +154,8 @@ class HopPool:
         return True
 
     def release(self, key: HopKey, transport: paramiko.Transport) -> None:
-        """A command on a kept hop ended: it is idle from now."""
+        """A command on a kept hop ended: it is idle from now (a retired one is closed once
+        its last command ended)."""
         with self._guard:
             hop = self._hops.get(key)
             if hop is not None and hop.transport is transport:
@@ -131,15 +163,24 @@ class HopPool:
                 hop.last_used = self._clock()
                 self._changes += 1
                 self._guard.notify_all()
+            for retired in self._retired:
+                if retired.transport is transport:
+                    retired.busy -= 1
+                    if retired.busy <= 0:
+                        self._retired.remove(retired)
+                        self._closing.append(retired)
+                    break
+        self._close_pending()
 
     def drop(self, key: HopKey, transport: paramiko.Transport) -> None:
-        """Forget and close the kept hop for `key` if it is still `transport`."""
+        """Retire the kept hop for `key` if it is still `transport` (found dead, or not
+        answering): closed at once, or when the commands still running on it end."""
         with self._guard:
             hop = self._hops.get(key)
             if hop is None or hop.transport is not transport:
                 return  # already replaced or gone
-            del self._hops[key]
-        hop.client.close()
+            self._retire(key, hop)
+        self._close_pending()
 
     def reap(self) -> float | None:
         """Close every idle hop past its idle or age limit; seconds until the next may be due
@@ -165,9 +206,10 @@ class HopPool:
             return len(self._hops)
 
     def close_hops(self) -> None:
-        """Close every kept hop (the reaper keeps running); e.g. when the bastion goes."""
+        """Close every kept hop, retired ones too (the reaper keeps running)."""
         with self._guard:
-            hops, self._hops = list(self._hops.values()), {}
+            hops = [*self._hops.values(), *self._retired, *self._closing]
+            self._hops, self._retired, self._closing = {}, [], []
         for hop in hops:
             hop.client.close()
 

@@ -181,3 +181,28 @@ def test_close_closes_every_hop_and_ends_the_reaper(pool: Any) -> None:
     pool.close()
     assert client.closed and pool.kept() == 0
     assert not reaper.is_alive()
+
+
+@pytest.mark.parametrize("why", ["too old", "unpinned", "dropped as unanswering"])
+def test_a_retired_hop_is_closed_only_once_the_commands_on_it_end(
+    pool: Any, clock: Clock, why: str
+) -> None:
+    bastion = FakeTransport()
+    client = kept(pool, bastion)
+    running = pool.take(KEY, bastion, pinned)  # another thread's command runs on it
+    assert running is client.transport
+    if why == "too old":
+        clock.now += 600
+        assert pool.take(KEY, bastion, pinned) is None
+    elif why == "unpinned":
+        assert pool.take(KEY, bastion, lambda key: False) is None
+    else:
+        pool.drop(KEY, client.transport)
+    assert not client.closed and pool.kept() == 0  # not cut off mid-command, not used again
+    assert pool.take(KEY, bastion, pinned) is None
+    newer = FakeClient()
+    assert pool.keep(KEY, newer, bastion)  # a new hop takes its place meanwhile
+    pool.release(KEY, running)
+    assert client.closed and not newer.closed
+    pool.release(KEY, newer.transport)
+    assert pool.take(KEY, bastion, pinned) is newer.transport
