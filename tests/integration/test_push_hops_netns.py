@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,16 @@ def test_warm_grants_and_revokes_share_one_hop_session(lab: PushLab) -> None:
         assert managed(lab, TARGET) == [] and managed(lab, BASTION) == []
     assert wait_for(lambda: accepted(lab) == before + 1), lab.sshds[TARGET].log_text()[-2000:]
     assert lab.pusher._hops.kept() == 1
+
+
+def test_concurrent_commands_share_the_kept_hop_session(lab: PushLab) -> None:
+    lab.revoke(lab.grant())
+    before = accepted(lab)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # under sshd's MaxSessions (10)
+        runs = [pool.submit(lab.pusher.run, lab.target, "list", timeout=20) for _ in range(16)]
+        results = [run.result() for run in runs]
+    assert [r.exit_status for r in results] == [0] * 16
+    assert accepted(lab) == before and lab.pusher._hops.kept() == 1
 
 
 def test_a_dead_hop_session_is_replaced_and_the_push_succeeds(lab: PushLab) -> None:
