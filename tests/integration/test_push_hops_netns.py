@@ -107,7 +107,10 @@ def test_warm_grants_and_revokes_share_one_hop_session(lab: PushLab) -> None:
 def test_concurrent_commands_share_the_kept_hop_session(lab: PushLab) -> None:
     lab.revoke(lab.grant())
     before = accepted(lab)
-    with ThreadPoolExecutor(max_workers=8) as pool:  # under sshd's MaxSessions (10)
+    # sshd's MaxSessions (10) counts a session until sshd has finished with it, which on a
+    # loaded machine lags behind the answer: 8 workers once went past it (the refused command
+    # fell back to a new session and still succeeded). 4 stay well under it.
+    with ThreadPoolExecutor(max_workers=4) as pool:
         runs = [pool.submit(lab.pusher.run, lab.target, "list", timeout=20) for _ in range(16)]
         results = [run.result() for run in runs]
     assert [r.exit_status for r in results] == [0] * 16
