@@ -14,18 +14,19 @@ matched the pin, exactly like a fresh one.
 
 Invariants (checked by `take`, every time, before a kept hop carries a command):
 - its transport is active, and the bastion connection it rides on is the one Even keeps now
-  (a hop over a replaced or closed bastion connection is closed, never used);
+  (a hop over a replaced or closed bastion connection is never used);
 - it has been idle for less than `idle_seconds` and is younger than `max_age_seconds`;
 - the host key it verified is still pinned for its name in `push.known_hosts` as the file is
-  now (an unpinned or changed pin closes it; the fresh connection then meets the new pins);
+  now (after a pin is removed or changed, the fresh connection meets the new pins);
 - otherwise it is retired (never used again; closed at once, or as soon as the commands other
   threads run on it end, never cut off mid-command) and the caller connects afresh, so a stale
   hop fails safe.
 A hop found dead when opening a channel (before any command was sent) is replaced once by the
 caller. A reaper thread closes hops once idle or too old, even when no push comes; hops that
 are running a command are left until it ends. `close()` ends the reaper and every hop.
-Revoking Even's push key on a host stops new sessions at once; a kept one lasts at most
-`max_age_seconds` (or until Even restarts).
+Revoking Even's push key on a host stops new sessions at once; a kept one ends within
+`idle_seconds` of its last use and at most `max_age_seconds` after it opened (or when Even
+stops).
 """
 
 from __future__ import annotations
