@@ -127,6 +127,9 @@ class PushSettings(_Strict):
     # older than it without an outcome is the reconciler's (SPEC §5).
     timeout_seconds: int = Field(default=30, ge=2, le=600)
     connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    # A session to a host behind a bastion is kept for the next push until idle this long
+    # (even.push.hops); 0 opens a new one for every command.
+    hop_idle_seconds: int = Field(default=60, ge=0, le=3600)
     # Where to connect for a name Even reaches directly (a bastion, or a host without one),
     # as "host:port"; the name itself stays the known_hosts key. Hosts behind a bastion are
     # always reached by name, as the bastion's permitopen and resolver see them.

@@ -135,6 +135,7 @@ def build_pusher(settings: Settings) -> Pusher | None:
             known_hosts=settings.path(push.known_hosts),
             host_addresses={n: parse_address(a) for n, a in push.host_addresses.items()},
             connect_timeout=push.connect_timeout_seconds,
+            hop_idle_seconds=push.hop_idle_seconds,
         )
     except PushConfigError as exc:
         raise ConfigError(f"push: {exc}") from exc

@@ -85,7 +85,7 @@ def create_app(
             # What it has not posted stays pending in the outbox for the next start.
             await run_in_threadpool(deliverer.stop)
         if components.push is not None:
-            components.push.close()  # the kept bastion connections
+            components.push.close()  # the kept bastion connections and hop sessions
         components.writer.close()
         try:
             # A checkpoint at shutdown: the last records are covered before we go.

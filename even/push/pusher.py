@@ -15,7 +15,10 @@ Security invariants (SPEC §5):
 Performance: one connection per directly reached host (a bastion) is kept and shared by all
 threads (paramiko multiplexes channels over one transport), opened with TCP_NODELAY; an exec
 on a warm connection costs a round trip or two. A kept connection found dead when opening a
-channel (before any command was sent) is replaced once.
+channel (before any command was sent) is replaced once. The session to a host behind a
+bastion (the hop) is kept too, until idle for `hop_idle_seconds` (0: never kept), with the
+checks of `even.push.hops`: every reuse re-checks its host key against the current pins and
+falls back to a new session when anything is off.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -39,13 +42,19 @@ from even.push.errors import (
     PushConfigError,
     PushTimeout,
 )
+from even.push.hops import HopPool
 from even.push.known_hosts import KnownHostsError, KnownHostsFile, lookup_name
+from even.push.transport import acking_transport
 
 log = logging.getLogger("even.push")
 
 MAX_OUTPUT = 64 * 1024  # odd prints a line or a short list; more is cut, never buffered
 KEEPALIVE_SECONDS = 30  # notices a kept connection that died while idle
 _DRAIN_TIMEOUT = 1.0
+# A kept connection answers a channel open in a round trip; one that does not within this is
+# treated as dead (nothing was sent yet) and replaced by a new connection.
+_REUSED_OPEN_TIMEOUT = 3.0
+HOP_IDLE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,12 @@ class Pusher(Protocol):
 
 
 class _Stale(Exception):
-    """A kept connection turned out dead before the command was sent: safe to retry."""
+    """A kept connection turned out dead (or, `alive`, refused a channel) before the command
+    was sent: safe to retry on another connection."""
+
+    def __init__(self, *, alive: bool = False) -> None:
+        super().__init__()
+        self.alive = alive
 
 
 class _Unpinned(Exception):
@@ -105,6 +119,8 @@ class ParamikoPusher:
         known_hosts: Path,
         host_addresses: Mapping[str, tuple[str, int]] | None = None,
         connect_timeout: float = 5.0,
+        hop_idle_seconds: float = HOP_IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._user = user
         self._key = _load_private_key(private_key)
@@ -114,6 +130,7 @@ class ParamikoPusher:
         self._guard = threading.Lock()
         self._clients: dict[tuple[str, int], paramiko.SSHClient] = {}
         self._connecting: dict[tuple[str, int], threading.Lock] = {}
+        self._hops = HopPool(idle_seconds=hop_idle_seconds, clock=clock)
 
     def run(self, destination: Destination, command: str, *, timeout: float) -> CommandResult:
         deadline = time.monotonic() + timeout
@@ -132,6 +149,8 @@ class ParamikoPusher:
         raise AssertionError("unreachable")  # the second attempt never raises _Stale out
 
     def close(self) -> None:
+        """Close every kept connection (hops first, then the bastions they ride on)."""
+        self._hops.close()
         with self._guard:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
@@ -195,6 +214,41 @@ class ParamikoPusher:
     def _hop(
         self, bastion: paramiko.Transport, destination: Destination, command: str, deadline: float
     ) -> CommandResult:
+        """Run `command` on a host behind a bastion: on the kept hop session if there is a
+        usable one (even.push.hops), else on a new one, which is then kept."""
+        via = destination.via
+        assert via is not None
+        key = (via.name, via.port, destination.name, destination.port)
+        transport = self._hops.take(key, bastion, lambda k: self._still_pinned(destination, k))
+        if transport is not None:
+            try:
+                return _exec(transport, destination.name, command, deadline, reused=True)
+            except _Stale as exc:  # nothing was sent: a new session is as safe as the first try
+                if not exc.alive:  # a live one carries other threads' commands: leave it
+                    self._hops.drop(key, transport)
+                log.info("push: kept hop to %s unusable; opening a new one", destination.name)
+            finally:
+                self._hops.release(key, transport)
+        client = self._open_hop(bastion, destination, deadline)
+        transport = client.get_transport()
+        assert transport is not None  # connect() succeeded
+        kept = self._hops.keep(key, client, bastion)
+        if kept:
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+        try:
+            return _exec(transport, destination.name, command, deadline)
+        except _Stale as exc:  # the target's own connection, not the bastion's
+            self._hops.drop(key, transport)
+            raise HostUnreachable(destination.name, "the connection closed") from exc
+        finally:
+            if kept:
+                self._hops.release(key, transport)
+            else:
+                client.close()
+
+    def _open_hop(
+        self, bastion: paramiko.Transport, destination: Destination, deadline: float
+    ) -> paramiko.SSHClient:
         via = destination.via
         assert via is not None
         wait = min(self._connect_timeout, _remaining(destination.name, deadline))
@@ -211,13 +265,12 @@ class ParamikoPusher:
                 raise _Stale from exc
             message = f"hop through {via.name} failed: {exc}"
             raise HostUnreachable(destination.name, message) from exc
-        client = self._client(destination, channel, deadline)
-        try:
-            return _exec(client.get_transport(), destination.name, command, deadline)
-        except _Stale as exc:  # the target's own connection, not the bastion's
-            raise HostUnreachable(destination.name, "the connection closed") from exc
-        finally:
-            client.close()
+        return self._client(destination, channel, deadline)
+
+    def _still_pinned(self, destination: Destination, key: paramiko.PKey) -> bool:
+        """Whether `key` (what a kept session verified) is pinned for `destination` now."""
+        pins = self._known.current().keys_for(lookup_name(destination.name, destination.port))
+        return any(pin.blob == key.asbytes() for pin in pins)
 
     def _client(self, destination: Destination, sock: Any, deadline: float) -> paramiko.SSHClient:
         """An SSH session over `sock`, authenticated only after the host key matched its pin."""
@@ -246,6 +299,9 @@ class ParamikoPusher:
                 channel_timeout=wait,
                 allow_agent=False,
                 look_for_keys=False,
+                # Answers sshd's host-keys notice so the first channel opens without waiting
+                # ~40 ms for a delayed ACK (even.push.transport).
+                transport_factory=acking_transport,
             )
         except BaseException as exc:
             client.close()
@@ -275,14 +331,29 @@ def _connect_error(name: str, exc: BaseException) -> BaseException:
 
 
 def _exec(
-    transport: paramiko.Transport | None, name: str, command: str, deadline: float
+    transport: paramiko.Transport | None,
+    name: str,
+    command: str,
+    deadline: float,
+    *,
+    reused: bool = False,
 ) -> CommandResult:
+    """Run `command` in a new session channel. `_Stale` (nothing was sent) when the
+    connection is dead, or, on a `reused` one, when the channel does not open at all within
+    `_REUSED_OPEN_TIMEOUT`: a connection that is kept may have died unnoticed."""
     if transport is None or not transport.is_active():
         raise _Stale
+    wait = _remaining(name, deadline)
+    if reused:
+        wait = min(wait, _REUSED_OPEN_TIMEOUT)
     try:
-        channel = transport.open_session(timeout=_remaining(name, deadline))
+        channel = transport.open_session(timeout=wait)
+    except paramiko.ChannelException as exc:  # refused (e.g. MaxSessions): alive, but not now
+        if reused:
+            raise _Stale(alive=True) from exc
+        raise HostUnreachable(name, f"cannot open a session: {exc}") from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        if not transport.is_active():
+        if reused or not transport.is_active():
             raise _Stale from exc
         raise HostUnreachable(name, f"cannot open a session: {exc}") from exc
     # paramiko waits for the exec reply without a timeout; closing the channel ends any wait.

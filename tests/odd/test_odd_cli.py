@@ -149,3 +149,27 @@ def test_python_dash_m_exit_codes() -> None:
     bad = run("principals", "--hostname", "host-1.even.test", "Bad")
     assert (bad.returncode, bad.stdout, bad.stderr.startswith("odd: error: ")) == (2, "", True)
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["grant-ssh-access", "principals"])
+def test_the_commands_sshd_runs_parse_and_explain_themselves_as_with_every_parser(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    from odd.cli import build_parser
+
+    argv = {"grant-ssh-access": [command, "--config", "/etc/odd.conf"],
+            "principals": [command, "--hostname", "h.even.test", "u", "KEY"]}[command]  # fmt: skip
+    only, every = build_parser(command), build_parser()
+    assert vars(only.parse_args(argv)) == vars(every.parse_args(argv))
+    for parser in (only, every):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+    only_help, every_help = capsys.readouterr().out.split("usage: ")[1:]
+    assert only_help == every_help
+    errors = []
+    for parser in (only, every):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*argv, "--no-such-option"])
+        assert exited.value.code == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] and "unrecognized arguments: --no-such-option" in errors[0]
