@@ -128,7 +128,8 @@ def serve(
         "server_header": False,
         # Named, not "auto": a missing uvloop or httptools is an error at start, not a quiet
         # fallback to the pure-Python parser and loop (each costs server CPU on every request).
-        "http": "httptools",
+        # uvicorn's httptools protocol whose small writes leave as one (one segment per answer).
+        "http": "even.api.http_protocol:CoalescingHttpToolsProtocol",
         "loop": "uvloop",
         # Even writes the access line itself (even.api.observe), in `log_format`.
         "access_log": False,
