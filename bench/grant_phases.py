@@ -105,9 +105,7 @@ def report(grants: int, process_cpu_us_per_grant: float) -> str:
     top_level = [label for label, _m, _p in LOOP_PHASES if not label.startswith("  ")]
     loop_measured = sum(per.get(label, 0.0) for label in dict.fromkeys(top_level))
     rest = process_cpu_us_per_grant - writer - loop_measured
-    lines.append(
-        f"| event loop, rest (HTTP/ASGI layers, middleware, metrics, awaits) | {rest:.1f} |"
-    )
+    lines.append(f"| event loop, rest (ASGI layers, middleware, metrics, awaits) | {rest:.1f} |")
     lines.append(f"| **process total** | **{process_cpu_us_per_grant:.1f}** |")
     if _missing:
         lines.append("")
