@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from audit import store as audit_store
 from audit.chain import AuditEvent
 from even.store.db import make_engine
 from even.store.schema import alembic_config
+from tests.even.audit_migrations import migrate, unique_columns
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 REVISION = "0008"
@@ -23,35 +22,18 @@ REVISION = "0008"
 BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
 
 
-def _migrate(engine: Engine, revision: Any, *, down: bool = False) -> None:
-    with engine.begin() as conn:
-        if down:
-            command.downgrade(alembic_config(conn), revision)
-        else:
-            command.upgrade(alembic_config(conn), revision)
-
-
-def _unique_columns(engine: Engine) -> list[list[str]]:
-    with engine.connect() as conn:
-        indexes = inspect(conn).get_indexes("audit_records")
-        constraints = inspect(conn).get_unique_constraints("audit_records")
-    found = [list(c["column_names"]) for c in constraints]
-    found += [list(i["column_names"]) for i in indexes if i.get("unique")]
-    return sorted(found)
-
-
 def test_the_rebuilt_table_keeps_rows_chain_guards_and_index(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'even.db'}", for_migrations=True)
-    _migrate(engine, BEFORE)
+    migrate(engine, BEFORE)
     with engine.begin() as conn:
         for n in range(5):
             audit_store.append(conn, AuditEvent(type="test.event", request_id=f"r{n}"), NOW)
     with engine.connect() as conn:
         before = conn.execute(select(audit_store.audit_records)).all()
-    assert _unique_columns(engine) == [["hash"], ["prev_hash"]]
+    assert unique_columns(engine) == [["hash"], ["prev_hash"]]
 
-    _migrate(engine, REVISION)
-    assert _unique_columns(engine) == [["prev_hash"]]
+    migrate(engine, REVISION)
+    assert unique_columns(engine) == [["prev_hash"]]
     with engine.connect() as conn:
         assert conn.execute(select(audit_store.audit_records)).all() == before
         indexes = {i["name"] for i in inspect(conn).get_indexes("audit_records")}
@@ -73,8 +55,8 @@ def test_the_rebuilt_table_keeps_rows_chain_guards_and_index(tmp_path: Path) -> 
         audit_store.append(conn, AuditEvent(type="test.event"), NOW)
         assert audit_store.head(conn)[0] == 6
 
-    _migrate(engine, BEFORE, down=True)
-    assert _unique_columns(engine) == [["hash"], ["prev_hash"]]
+    migrate(engine, BEFORE, down=True)
+    assert unique_columns(engine) == [["hash"], ["prev_hash"]]
     with engine.connect() as conn:
         assert len(conn.execute(select(audit_store.audit_records)).all()) == 6
     with pytest.raises((IntegrityError, OperationalError)), engine.begin() as conn:

@@ -8,33 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from audit import store as audit_store
 from audit.chain import GENESIS_HASH, AuditEvent
 from even.store.db import make_engine
-from even.store.schema import alembic_config
+from tests.even.audit_migrations import migrate, unique_columns
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-
-
-def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
-    with engine.begin() as conn:
-        if down:
-            command.downgrade(alembic_config(conn), revision)
-        else:
-            command.upgrade(alembic_config(conn), revision)
-
-
-def _unique_columns(engine: Engine) -> list[list[str]]:
-    with engine.connect() as conn:
-        constraints = inspect(conn).get_unique_constraints("audit_records")
-        indexes = inspect(conn).get_indexes("audit_records")
-    found = [list(c["column_names"]) for c in constraints]
-    found += [list(i["column_names"]) for i in indexes if i.get("unique")]
-    return sorted(found)
 
 
 def _insert(engine: Engine, row: dict[str, Any]) -> None:
@@ -50,16 +32,16 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_upgrade_keeps_rows_and_guards_and_links_every_record(engine: Engine) -> None:
-    _migrate(engine, "0008")
+    migrate(engine, "0008")
     with engine.begin() as conn:
         for n in range(5):
             audit_store.append(conn, AuditEvent(type="test.event", request_id=f"r{n}"), NOW)
     with engine.connect() as conn:
         before = conn.execute(select(audit_store.audit_records)).all()
-    assert _unique_columns(engine) == [["prev_hash"]]
+    assert unique_columns(engine) == [["prev_hash"]]
 
-    _migrate(engine, "0009")
-    assert _unique_columns(engine) == []
+    migrate(engine, "0009")
+    assert unique_columns(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(audit_store.audit_records)).all() == before
         indexes = {i["name"] for i in inspect(conn).get_indexes("audit_records")}
@@ -86,14 +68,14 @@ def test_upgrade_keeps_rows_and_guards_and_links_every_record(engine: Engine) ->
         audit_store.append(conn, AuditEvent(type="test.event"), NOW)
         assert audit_store.head(conn)[0] == 6
 
-    _migrate(engine, "0008", down=True)
-    assert _unique_columns(engine) == [["prev_hash"]]
+    migrate(engine, "0008", down=True)
+    assert unique_columns(engine) == [["prev_hash"]]
     with engine.connect() as conn:
         assert len(conn.execute(select(audit_store.audit_records)).all()) == 6
 
 
 def test_the_first_record_must_follow_genesis(engine: Engine) -> None:
-    _migrate(engine, "0009")
+    migrate(engine, "0009")
     event = AuditEvent(type="test.event")
     _record, row = audit_store.sealed_row(event, NOW, seq=1, prev_hash="a" * 64)
     with pytest.raises(IntegrityError, match="link"):
