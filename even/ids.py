@@ -1,16 +1,17 @@
 """Request ids: UUIDv7 (RFC 9562), unguessable as SPEC §7 asks and ordered by time.
 
-74 of the 128 bits are random (from the OS), so an id cannot be guessed from another; the
-first 48 bits are the Unix time in milliseconds, so ids made one after another sort one after
-another. That keeps the database's indexes on request ids (the requests' primary key, the
-audit records', the serials') appending at their end instead of touching a random page per
-grant, which UUIDv4 does.
+74 of the 128 bits are random (the kernel's CSPRNG, through even.randomness), so an id cannot
+be guessed from another; the first 48 bits are the Unix time in milliseconds, so ids made one
+after another sort one after another. That keeps the database's indexes on request ids (the
+requests' primary key, the audit records', the serials') appending at their end instead of
+touching a random page per grant, which UUIDv4 does.
 """
 
 from __future__ import annotations
 
-import os
 import time
+
+from even.randomness import random_bytes
 
 _VERSION = 0x7
 _VARIANT = 0b10
@@ -18,7 +19,7 @@ _VARIANT = 0b10
 
 def new_request_id() -> str:
     milliseconds = time.time_ns() // 1_000_000
-    random = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
+    random = int.from_bytes(random_bytes(10), "big")  # 80 bits; 74 are used
     rand_a = (random >> 62) & 0xFFF
     rand_b = random & ((1 << 62) - 1)
     value = (

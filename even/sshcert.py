@@ -10,10 +10,11 @@ the builder (even.ca).
 from __future__ import annotations
 
 import base64
-import os
 import struct
 from collections.abc import Sequence
 from typing import Protocol
+
+from even.randomness import random_bytes
 
 USER_CERT = 1
 NONCE_BYTES = 32
@@ -58,7 +59,7 @@ def ed25519_user_certificate(
     body = b"".join(
         (
             _string(cert_type),
-            _string(nonce if nonce is not None else os.urandom(NONCE_BYTES)),
+            _string(nonce if nonce is not None else random_bytes(NONCE_BYTES)),
             public_key_blob[4 + type_length :],  # the key's own fields, as in its wire form
             _UINT64.pack(serial),
             _UINT32.pack(USER_CERT),

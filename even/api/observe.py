@@ -14,7 +14,6 @@ requests, and only `mode` is read from it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ import orjson
 from even import logs
 from even.api.middleware import MAX_BODY_BYTES, ASGIApp, Message, Receive, Scope, Send
 from even.metrics import Metrics
+from even.randomness import random_bytes
 
 access_log = logging.getLogger(logs.ACCESS_LOGGER)
 GRANT_ROUTES = {("POST", "/v1/access-requests"), ("POST", "/access-requests")}
@@ -54,7 +54,7 @@ class ObserveMiddleware:
             return
         started = time.perf_counter()
         method: str = scope["method"]
-        context = logs.RequestContext(request_id=os.urandom(8).hex(), method=method)
+        context = logs.RequestContext(request_id=random_bytes(8).hex(), method=method)
         token = logs.current.set(context)
         path: str = scope["path"]
         grant = (method, path) in GRANT_ROUTES
