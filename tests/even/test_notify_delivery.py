@@ -313,7 +313,10 @@ def test_concurrent_deliverers_deliver_each_row_once(engine: Engine, receiver: R
         done.wait(0.02)
     for thread in threads:
         thread.stop()
-    assert done.is_set()
+    with read_only(engine) as conn:
+        rows = conn.execute(select(outbox.notification_outbox)).all()
+    not_delivered = [(r.status, r.attempts, r.last_error) for r in rows if r.status != "delivered"]
+    assert done.is_set(), f"not delivered: {not_delivered}"
     assert len(receiver.ids()) == 25
     assert set(receiver.ids().values()) == {1}
     assert delivery_counts(engine) == {"pending": 0, "delivered": 25, "failed": 0}

@@ -70,7 +70,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -126,3 +126,10 @@ class Receiver:
     def accepted(self) -> list[Received]:
         with self.lock:
             return [r for r in self.received if 200 <= r.answered < 300]
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: three deliverers posting ten rows each at
+    # once overflowed it, a dropped SYN came back after the client's 1 s retransmit, and on a
+    # busy machine a POST could time out (a retry the tests' fixed clocks never make due).
+    request_queue_size = 128
