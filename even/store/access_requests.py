@@ -100,7 +100,9 @@ def search(
     ):
         if value is not None:
             query = query.where(_requests.c[column] == value)
-    query = query.order_by(_requests.c.created.desc(), _requests.c.id)
+    # Newest first. `created` has whole seconds; request ids are UUIDv7 (ordered by their
+    # millisecond), so within one second the later request still comes first.
+    query = query.order_by(_requests.c.created.desc(), _requests.c.id.desc())
     return [r._mapping for r in conn.execute(query.limit(limit).offset(offset)).all()]
 
 
