@@ -128,26 +128,27 @@ class AccessGrantAnswer(BaseModel):
     @classmethod
     def from_view(cls, view: AccessRequestView) -> AccessGrantAnswer:
         return cls(
-            id=view.id,
-            status=view.status,
-            username=view.username,
-            login=view.login,
-            hostname=view.hostname,
-            mode=view.mode,
-            certificate=view.certificate,
-            serial=view.serial,
-            key_id=view.key_id,
-            principals=view.principals,
-            valid_after=view.valid_after,
-            valid_before=view.valid_before,
-            bastion=view.bastion,
-            bastion_certificate=view.bastion_certificate,
-            bastion_serial=view.bastion_serial,
-            ssh_command=_ssh_command(view),
+            **_plain_answer_fields(view),
             receipt=Receipt(**view.receipt) if view.receipt else None,
             approval=ApprovalObject.model_validate(view.approval) if view.approval else None,
             emergency=view.emergency,
         )
+
+
+# The answer's plain members, in AccessGrantAnswer's field order (receipt, approval and
+# emergency follow them).
+_PLAIN_ANSWER_FIELDS = (
+    "id", "status", "username", "login", "hostname", "mode", "certificate", "serial", "key_id",
+    "principals", "valid_after", "valid_before", "bastion", "bastion_certificate",
+    "bastion_serial",
+)  # fmt: skip
+
+
+def _plain_answer_fields(view: AccessRequestView) -> dict[str, Any]:
+    fields = {name: getattr(view, name) for name in _PLAIN_ANSWER_FIELDS}
+    fields["principals"] = list(view.principals)
+    fields["ssh_command"] = _ssh_command(view)
+    return fields
 
 
 def _ssh_command(view: AccessRequestView) -> str | None:
@@ -169,34 +170,13 @@ def grant_document(view: AccessRequestView) -> dict[str, Any]:
     if view.approval:
         return AccessGrantAnswer.from_view(view).model_dump()
     receipt = view.receipt
-    return {
-        "id": view.id,
-        "status": view.status,
-        "username": view.username,
-        "login": view.login,
-        "hostname": view.hostname,
-        "mode": view.mode,
-        "certificate": view.certificate,
-        "serial": view.serial,
-        "key_id": view.key_id,
-        "principals": list(view.principals),
-        "valid_after": view.valid_after,
-        "valid_before": view.valid_before,
-        "bastion": view.bastion,
-        "bastion_certificate": view.bastion_certificate,
-        "bastion_serial": view.bastion_serial,
-        "ssh_command": _ssh_command(view),
-        "receipt": {
-            "seq": receipt["seq"],
-            "hash": receipt["hash"],
-            "signature": receipt["signature"],
-            "key_id": receipt["key_id"],
-        }
-        if receipt
-        else None,
-        "approval": None,
-        "emergency": view.emergency,
-    }
+    document = _plain_answer_fields(view)
+    document["receipt"] = (
+        {key: receipt[key] for key in ("seq", "hash", "signature", "key_id")} if receipt else None
+    )
+    document["approval"] = None
+    document["emergency"] = view.emergency
+    return document
 
 
 class AccessRequestItem(BaseModel):
