@@ -86,11 +86,19 @@ class SshdHandle:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, pattern: str, timeout: float = 5.0) -> re.Match[str]:
-        """Wait until the log matches the regular expression `pattern`; return the match."""
+    def log_mark(self) -> int:
+        """Where the log ends now: pass it to `wait_for_log(since=...)` to skip older lines."""
+        return len(self.log_text())
+
+    def wait_for_log(self, pattern: str, timeout: float = 5.0, *, since: int = 0) -> re.Match[str]:
+        """Wait until the log from offset `since` on matches `pattern`; return the match.
+
+        A daemon shared by several tests has logged their lines too: a test waiting for
+        something *it* caused takes a `log_mark()` first, or an older line answers at once.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            found = re.search(pattern, self.log_text())
+            found = re.search(pattern, self.log_text()[since:])
             if found is not None:
                 return found
             if time.monotonic() > deadline:

@@ -228,12 +228,17 @@ def test_the_bastion_certificate_names_one_target(lab: Lab) -> None:
 
 
 def test_ssh_jump_with_both_certificates_reaches_the_target(lab: Lab) -> None:
+    # Only this login's lines: the daemons serve the whole module.
+    marks = lab.bastion.log_mark(), lab.target.log_mark()
     result = lab.ssh(f"{USER}@{TARGET}", "hostname", "-I")
     assert result.returncode == 0, result.stderr
     assert lab.topo.target.address in result.stdout.split()
-    lab.bastion.wait_for_log(rf"Accepted publickey for {USER} .* ID even:\S+:{USER}:bastion ")
+    lab.bastion.wait_for_log(
+        rf"Accepted publickey for {USER} .* ID even:\S+:{USER}:bastion ", since=marks[0]
+    )
     lab.target.wait_for_log(
-        rf"Accepted publickey for {USER} from {lab.topo.bastion_inner_address} .* ID even:\S+ "
+        rf"Accepted publickey for {USER} from {lab.topo.bastion_inner_address} .* ID even:\S+ ",
+        since=marks[1],
     )
 
 
