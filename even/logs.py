@@ -27,26 +27,25 @@ LogFormat = Literal["text", "json"]
 ACCESS_LOGGER = "even.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# (literal, pattern): each pattern starts with its literal, so a line without it (an access
+# line, most lines) skips that regex pass, and with none of them skips all three.
 _REDACTIONS = (
     # PEM blocks (private keys, certificates), whole.
-    re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|$)", re.DOTALL),
+    (
+        "-----BEGIN ",
+        re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|$)", re.DOTALL),
+    ),
     # JWTs: three base64url parts, the first a JSON header ("eyJ").
-    re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"),
+    ("eyJ", re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")),
     # OpenSSH public keys and certificates: base64 blobs that start with a length and type.
-    re.compile(r"AAAA[A-Za-z0-9+/]{20,}={0,2}"),
+    ("AAAA", re.compile(r"AAAA[A-Za-z0-9+/]{20,}={0,2}")),
 )
 
 
-# Every redaction pattern starts with one of these literals: a line holding none of them
-# (an access line, most lines) has nothing to redact, and skips the three regex passes.
-_REDACTION_MARKERS = ("-----BEGIN ", "eyJ", "AAAA")
-
-
 def redact(text: str) -> str:
-    if not any(marker in text for marker in _REDACTION_MARKERS):
-        return text
-    for pattern in _REDACTIONS:
-        text = pattern.sub("[redacted]", text)
+    for marker, pattern in _REDACTIONS:
+        if marker in text:
+            text = pattern.sub("[redacted]", text)
     return text
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from even.api.asgi_types import ASGIApp, Receive, Scope, Send
 from even.api.body import read_json
 from even.api.deps import authenticate
-from even.api.middleware import ASGIApp, BodyTooLarge, Receive, Scope, Send
+from even.api.middleware import BodyTooLarge
 from even.api.problems import ProblemError, domain_problem, problem, unexpected_problem
 from even.api.routes.access import grant_answer
 from even.api.schemas import AccessRequestBody

@@ -13,8 +13,6 @@ import json
 from even.api.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from even.api.input_guard import has_control_characters, refuse_control_characters
 
-__all__ = ["ASGIApp", "BodyTooLarge", "HardeningMiddleware", "Message", "Receive", "Scope", "Send"]
-
 MAX_BODY_BYTES = 64 * 1024
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from even import logs
-from even.api.middleware import MAX_BODY_BYTES, ASGIApp, Message, Receive, Scope, Send
+from even.api.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from even.api.middleware import MAX_BODY_BYTES
 from even.metrics import Metrics
 from even.randomness import random_bytes
 

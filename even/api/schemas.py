@@ -135,13 +135,11 @@ class AccessGrantAnswer(BaseModel):
         )
 
 
-# The answer's plain members, in AccessGrantAnswer's field order (receipt, approval and
-# emergency follow them).
-_PLAIN_ANSWER_FIELDS = (
-    "id", "status", "username", "login", "hostname", "mode", "certificate", "serial", "key_id",
-    "principals", "valid_after", "valid_before", "bastion", "bastion_certificate",
-    "bastion_serial",
-)  # fmt: skip
+# The answer's members copied from the view as they are, in AccessGrantAnswer's field order
+# (derived, so a field added to the model is not silently left out of `grant_document`).
+_BUILT_MEMBERS = {"ssh_command", "receipt", "approval", "emergency"}
+_PLAIN_ANSWER_FIELDS = tuple(n for n in AccessGrantAnswer.model_fields if n not in _BUILT_MEMBERS)
+_RECEIPT_FIELDS = tuple(Receipt.model_fields)
 
 
 def _plain_answer_fields(view: AccessRequestView) -> dict[str, Any]:
@@ -171,9 +169,7 @@ def grant_document(view: AccessRequestView) -> dict[str, Any]:
         return AccessGrantAnswer.from_view(view).model_dump()
     receipt = view.receipt
     document = _plain_answer_fields(view)
-    document["receipt"] = (
-        {key: receipt[key] for key in ("seq", "hash", "signature", "key_id")} if receipt else None
-    )
+    document["receipt"] = {key: receipt[key] for key in _RECEIPT_FIELDS} if receipt else None
     document["approval"] = None
     document["emergency"] = view.emergency
     return document

@@ -107,14 +107,8 @@ class HopPool:
         # The pin check reads the file (when it changed): outside the lock.
         if _pinned(hop.transport, still_pinned):
             return hop.transport
-        with self._guard:
-            hop.busy -= 1
-            if self._hops.get(key) is hop:
-                self._retire(key, hop)
-            elif hop.busy == 0 and hop in self._retired:
-                self._retired.remove(hop)
-                self._closing.append(hop)
-        self._close_pending()
+        self.drop(key, hop.transport)
+        self.release(key, hop.transport)
         return None
 
     def _retire(self, key: HopKey, hop: _Hop) -> None:

@@ -209,10 +209,10 @@ def start_deliverer(settings: Settings, clock: Clock) -> DelivererThread | None:
     return thread
 
 
-def delivery_counts(engine: Engine) -> dict[str, int]:
-    """Outbox rows per status (pending, delivered, failed)."""
+def delivery_counts(engine: Engine, statuses: tuple[str, ...] = outbox.STATUSES) -> dict[str, int]:
+    """Outbox rows per status, each of `statuses` present (all three unless narrowed)."""
     with read_only(engine) as conn:
-        return outbox.outbox_counts(conn, outbox.STATUSES)
+        return outbox.outbox_counts(conn, statuses)
 
 
 class DelivererThread:

@@ -7,8 +7,8 @@ Invariants:
   SQLite takes its file lock with `BEGIN IMMEDIATE`, and on PostgreSQL the first statement
   of every write transaction is `pg_advisory_xact_lock(WRITER_LOCK_KEY)`
   (READ COMMITTED, so the statements after it see everything committed before the lock was
-  granted). The audit table's `UNIQUE(seq)` and `UNIQUE(prev_hash)` are the tripwire should
-  anything ever write around this.
+  granted). The audit table's `UNIQUE(seq)` and its link trigger (`prev_hash` must be record
+  `seq - 1`'s hash) are the tripwire should anything ever write around this.
 - Fail closed: a storage failure anywhere in a transaction, the commit included, leaves as
   `StoreUnavailable` (503 + Retry-After). Use cases return a credential only after the `with`
   block has exited, i.e. after the commit returned.

@@ -26,7 +26,7 @@ PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXkA\n-----END OPENSSH P
 
 
 def _plain_redact(text: str) -> str:
-    for pattern in logs._REDACTIONS:
+    for _marker, pattern in logs._REDACTIONS:
         text = pattern.sub("[redacted]", text)
     return text
 

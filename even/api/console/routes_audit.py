@@ -28,7 +28,6 @@ from even.service.audit_log import EventFilters
 from even.service.audit_views import grants_per_day
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-EVENT_TYPES = RECORD_TYPES
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 PAGE_SIZE = 100
 FILTER_LIMITS = {"username": 64, "login": 64, "hostname": 253}
@@ -57,7 +56,7 @@ def _filters(params: dict[str, str]) -> tuple[EventFilters, dict[str, str]]:
             shown[name] = values[name] = value
     kind = params.get("type", "").strip()
     if kind:
-        if kind not in EVENT_TYPES:
+        if kind not in RECORD_TYPES:
             raise Refused(422, "type: not an audit record type")
         shown["type"] = values["type"] = kind
     after = params.get("after_seq", "").strip()
@@ -78,7 +77,7 @@ def _audit_context(console: Console, filters: EventFilters) -> dict[str, Any]:
         "chain": console.chain.status(),
         "chart": chart.build(days),
         "days": days,
-        "event_types": EVENT_TYPES,
+        "event_types": RECORD_TYPES,
     }
 
 
