@@ -88,22 +88,26 @@ def test_close_and_eof_send_what_is_held_abort_drops_it() -> None:
     async def scenario() -> tuple[FakeTransport, FakeTransport, FakeTransport]:
         loop = asyncio.get_running_loop()
         closed, eofed, aborted = FakeTransport(), FakeTransport(), FakeTransport()
-        for fake in (closed, eofed, aborted):
-            CoalescingTransport(fake, loop).write(b"last words")  # type: ignore[arg-type]
-        CoalescingTransport(closed, loop).close()  # type: ignore[arg-type]
-        first = CoalescingTransport(eofed, loop)  # type: ignore[arg-type]
-        first.write(b"bye")
-        first.write_eof()
+        held = CoalescingTransport(closed, loop)  # type: ignore[arg-type]
+        held.write(b"last ")
+        held.write(b"words")
+        held.close()
+        assert closed.writes == [b"last words"]  # before the close, not a loop turn later
+        ended = CoalescingTransport(eofed, loop)  # type: ignore[arg-type]
+        ended.write(b"bye")
+        ended.write_eof()
+        assert eofed.writes == [b"bye"]
         dropped = CoalescingTransport(aborted, loop)  # type: ignore[arg-type]
         dropped.write(b"never")
         dropped.abort()
-        await asyncio.sleep(0)  # held writes of the closed ones are not sent after close
+        assert dropped.get_write_buffer_size() == 7  # only the real transport's: nothing held
+        await asyncio.sleep(0)  # the flushes the first writes scheduled find nothing to send
         return closed, eofed, aborted
 
     closed, eofed, aborted = _run(scenario())
-    assert closed.closed and closed.writes == []  # its own transport held nothing
-    assert eofed.eof and b"bye" in eofed.writes
-    assert aborted.aborted and b"never" not in aborted.writes
+    assert closed.closed and closed.writes == [b"last words"]
+    assert eofed.eof and eofed.writes == [b"bye"]
+    assert aborted.aborted and aborted.writes == []
 
 
 def test_everything_else_is_the_real_transports() -> None:

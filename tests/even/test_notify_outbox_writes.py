@@ -157,6 +157,8 @@ def test_in_a_group_commit_rows_belong_to_the_transaction_of_their_record(
     assert {r["username"] for r in records if r.get("username")} == {
         f"u{n}" for n in range(1, 13) if n % 3
     }
+    # Each unit that committed answered with its own access.granted record's seq.
+    assert sorted(committed) == [r["seq"] for r in records if r["type"] == "access.granted"]
     rows = _outbox(components)
     assert sorted(r.audit_seq for r in rows) == [r["seq"] for r in records]
     for row in rows:

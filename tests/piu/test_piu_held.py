@@ -194,7 +194,9 @@ def test_index_shapes_it_does_not_read(
     data["grants"] = [edit(data["grants"][0])]
     index.write_text(json.dumps(data, indent=2))
     assert held.lookup(dict(os.environ), HOST, time.time()) is None
-    answers()  # and the general path is not confused either way
+    # The general path reads these its own way (a grant or none), without an error.
+    general = answers()[1]
+    assert general is None or isinstance(general, tuple), general
 
 
 def test_picks_the_longest_valid_grant_like_the_general_path(granted: Piu) -> None:
