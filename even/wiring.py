@@ -6,6 +6,8 @@ Nothing here runs at import time; `build_components` is called once per process.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -121,8 +123,11 @@ def build_verifier(settings: Settings, clock: Clock) -> tuple[TokenVerifier, Dev
     return verifier, dev_issuer
 
 
-def build_pusher(settings: Settings) -> Pusher | None:
-    """The paramiko pusher, or None when there is no push key (push mode off)."""
+def build_pusher(
+    settings: Settings, *, hop_clock: Callable[[], float] = time.monotonic
+) -> Pusher | None:
+    """The paramiko pusher, or None when there is no push key (push mode off); `hop_clock`
+    times kept hop sessions (tests move it to expire them)."""
     push = settings.push
     key_path = settings.path(push.private_key)
     if not key_path.exists():
@@ -136,6 +141,7 @@ def build_pusher(settings: Settings) -> Pusher | None:
             host_addresses={n: parse_address(a) for n, a in push.host_addresses.items()},
             connect_timeout=push.connect_timeout_seconds,
             hop_idle_seconds=push.hop_idle_seconds,
+            clock=hop_clock,
         )
     except PushConfigError as exc:
         raise ConfigError(f"push: {exc}") from exc

@@ -46,6 +46,21 @@ def even_command() -> list[str]:
     return [sys.executable, "-m", "even.cli"]
 
 
+def run_even(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run one `even` command against `config`; its output, stripped (raises if it fails)."""
+    done = subprocess.run(
+        [*even_command(), *args, "--config", str(config)],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"even {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done.stdout.strip()
+
+
 def start_even(
     config: Path,
     *,

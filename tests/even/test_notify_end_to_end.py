@@ -23,6 +23,7 @@ from even.config import load_settings
 from even.store import outbox_tables as outbox
 from even.store.db import read_only
 from even.wiring import Components, build_components
+from harness.waiting import wait_for
 from tests.conftest import APPROVAL_POLICY
 from tests.even.conftest import auth
 from tests.even.notify_setup import new_secret, subscribe
@@ -30,14 +31,6 @@ from tests.even.webhook_receiver import Receiver
 
 GRANT = {"hostname": "db-1.prod.even.test", "reason": "debug INC-123 now"}
 EVIL_REASON = "<!channel> <https://evil|click here> INC-7"
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for deliveries")
-        time.sleep(0.05)
 
 
 class App:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from harness.even_server import even_command
+from harness.even_server import run_even
 
 GRANT_PATH = "/v1/access-requests"
-
-
-def run_even(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    argv = [*even_command(), *args, "--config", str(config)]
-    done = subprocess.run(
-        argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def user_key(directory: Path) -> str:
@@ -52,11 +40,3 @@ def export_lines(url: str, headers: dict[str, str]) -> list[bytes]:
     answer = httpx.get(url + "/v1/audit/export", headers=headers, timeout=60, trust_env=False)
     assert answer.status_code == 200, answer.text
     return [line for line in answer.content.split(b"\n") if line]
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'a condition'}")
-        time.sleep(0.05)

@@ -25,11 +25,11 @@ import yaml
 from fastapi.testclient import TestClient
 
 from even.api.app import create_app
-from even.config import load_settings, parse_address
+from even.config import load_settings
 from even.push.pusher import Destination, ParamikoPusher
 from even.store.db import make_engine
 from even.store.schema import upgrade
-from even.wiring import Components, build_components
+from even.wiring import Components, build_components, build_pusher
 from harness import sshd as sshd_harness
 from harness.netns import NamespacedSshd, Topology, create_topology
 from harness.odd_host import install_odd, with_config, write_odd_conf
@@ -125,16 +125,8 @@ def push_lab(hop_clock: Callable[[], float] = time.monotonic) -> Iterator[PushLa
         config.write_text(yaml.safe_dump(data))
         settings = load_settings(config)
         upgrade(make_engine(settings.resolved_database_url))
-        push = settings.push
-        pusher = ParamikoPusher(
-            user=push.user,
-            private_key=settings.path(push.private_key),
-            known_hosts=settings.path(push.known_hosts),
-            host_addresses={n: parse_address(a) for n, a in push.host_addresses.items()},
-            connect_timeout=push.connect_timeout_seconds,
-            hop_idle_seconds=push.hop_idle_seconds,
-            clock=hop_clock,
-        )
+        pusher = build_pusher(settings, hop_clock=hop_clock)
+        assert isinstance(pusher, ParamikoPusher)
         components = build_components(settings, pusher=pusher)
         assert components.push is not None and components.dev_issuer is not None
         headers = {"Authorization": f"Bearer {components.dev_issuer.mint(USER, [])}"}

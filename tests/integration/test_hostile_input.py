@@ -5,7 +5,6 @@ body fields, against a real `even serve` on each backend."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.even_server import EvenServer, even_command, start_even
+from harness.even_server import EvenServer, run_even, start_even
 from harness.ports import free_port
 from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
 from tests.conftest import make_live_even_dir, requires_real_component
@@ -33,18 +32,6 @@ class Live:
     @property
     def url(self) -> str:
         return self.server.url
-
-
-def _even(config: Path, *args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [*even_command(), *args, "--config", str(config)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +57,7 @@ def start_backend(
         cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
         database = cluster.create_database(f"even_{directory.name[-12:].replace('-', '_')}")
         env = {"EVEN_DATABASE_URL": database.app_url}
-        _even(
+        run_even(
             config,
             "db",
             "upgrade",
@@ -93,9 +80,9 @@ def live(request, tmp_path_factory) -> Iterator[Live]:
         )
         public_key = (directory / "k.pub").read_text().strip()
         headers = {
-            "Authorization": f"Bearer {_even(config, 'dev-token', '--user', 'alice', env={})}"
+            "Authorization": f"Bearer {run_even(config, 'dev-token', '--user', 'alice', env={})}"
         }
-        auditor = _even(config, "dev-token", "--user", "audrey", "--groups", "audit", env={})
+        auditor = run_even(config, "dev-token", "--user", "audrey", "--groups", "audit", env={})
         granted = httpx.post(
             server.url + "/v1/access-requests",
             json={

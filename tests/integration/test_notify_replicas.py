@@ -19,10 +19,11 @@ import pytest
 from harness.even_server import EvenServer, start_even
 from harness.ports import free_port
 from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
+from harness.waiting import wait_for
 from tests.conftest import make_even_dir, requires_real_component
 from tests.even.notify_setup import new_secret, subscribe
 from tests.even.webhook_receiver import Receiver
-from tests.integration.notify_serve import bearer, export_lines, grant, run_even, user_key, wait_for
+from tests.integration.notify_serve import bearer, export_lines, grant, run_even, user_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.even_server]
 GRANTS = 30

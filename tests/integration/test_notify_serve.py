@@ -22,10 +22,11 @@ from even.store import outbox_tables as outbox
 from even.store.db import make_engine, read_only
 from harness.even_server import EvenServer, start_even
 from harness.ports import free_port
+from harness.waiting import wait_for
 from tests.conftest import make_live_even_dir
 from tests.even.notify_setup import new_secret, subscribe
 from tests.even.webhook_receiver import Receiver
-from tests.integration.notify_serve import bearer, export_lines, grant, user_key, wait_for
+from tests.integration.notify_serve import bearer, export_lines, grant, user_key
 
 pytestmark = [pytest.mark.even_server]
 

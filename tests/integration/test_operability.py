@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.even_server import EvenServer, even_command, start_even
 from harness.ports import free_port
+from harness.waiting import eventually
 from tests.conftest import TEST_POLICY, make_live_even_dir
 
 BOB_RULE = """
@@ -101,18 +102,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         server.stop()
 
 
-def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def _worker_pids(lab: Lab) -> set[int]:
     """The two workers' pids, from the lines each wrote at start."""
-    assert _wait_for(lambda: len(_started(lab)) >= 2, 30), lab.server.log_text()
+    assert eventually(lambda: len(_started(lab)) >= 2, 30), lab.server.log_text()
     return _started(lab)
 
 
@@ -137,7 +129,7 @@ def test_sighup_reloads_both_workers_and_records_one_policy(lab: Lab) -> None:
     lab.write_policy(TEST_POLICY + BOB_RULE)
     sent = time.monotonic()
     lab.server.process.send_signal(signal.SIGHUP)
-    both = _wait_for(lambda: _reloaded_by(lab, "policy reloaded") >= workers, 2.0)
+    both = eventually(lambda: _reloaded_by(lab, "policy reloaded") >= workers, 2.0)
     assert both, lab.server.log_text()
     assert time.monotonic() - sent < 2.5
     # Decisions changed: whichever worker answers, bob is granted now.
@@ -159,7 +151,7 @@ def test_invalid_policy_keeps_the_old_one_and_says_why(lab: Lab) -> None:
     old_sha = lab.get("/readyz").json()["policy"]["sha256"]
     lab.write_policy(TEST_POLICY + "  - name: broken\n    subjects: {users: [bob]}\n")
     lab.server.process.send_signal(signal.SIGHUP)
-    assert _wait_for(lambda: _reloaded_by(lab, "policy reload failed") >= workers, 5.0)
+    assert eventually(lambda: _reloaded_by(lab, "policy reload failed") >= workers, 5.0)
     failures = [line for line in lab.log_lines() if "policy reload failed" in line["message"]]
     assert all(line["level"] == "error" for line in failures)
     assert all(old_sha[:12] in line["message"] for line in failures)
@@ -231,7 +223,7 @@ def test_json_log_lines_of_a_grant(lab: Lab) -> None:
     assert answer.status_code == 201
     request_id = answer.headers["x-request-id"]
     certificate = answer.json()["certificate"]
-    _wait_for(lambda: any(line["request_id"] == request_id for line in lab.log_lines()), 5)
+    eventually(lambda: any(line["request_id"] == request_id for line in lab.log_lines()), 5)
     text = lab.server.log_text()
     lines = [json.loads(line) for line in text.splitlines() if line]  # every line is JSON
     mine = [line for line in lines if line["request_id"] == request_id]
@@ -264,7 +256,7 @@ def test_sighup_reloads_a_single_process_server(tmp_path: Path) -> None:
         def changed() -> bool:
             return httpx.get(url, trust_env=False).json()["policy"]["sha256"] != old
 
-        assert _wait_for(changed, 2.0), server.log_text()
+        assert eventually(changed, 2.0), server.log_text()
         assert server.process.poll() is None
     finally:
         server.stop()

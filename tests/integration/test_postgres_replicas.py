@@ -26,7 +26,7 @@ import pytest
 
 from audit.checkpoint import load_public_keys, parse_receipt
 from audit.verify import Valid, verify_jsonl
-from harness.even_server import EvenServer, EvenStartError, even_command, start_even
+from harness.even_server import EvenServer, EvenStartError, run_even, start_even
 from harness.ports import free_port
 from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
 from tests.conftest import make_live_even_dir, requires_real_component
@@ -48,15 +48,6 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.close()
-
-
-def _run_even(config: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    argv = [*even_command(), *args, "--config", str(config)]
-    done = subprocess.run(
-        argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @dataclass
@@ -115,7 +106,7 @@ def fleet(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
     config = make_live_even_dir(directory / "even", ports[0], generous_limits=True)
     database = postgres.database
     env = {"EVEN_DATABASE_URL": database.app_url}
-    _run_even(
+    run_even(
         config,
         "db",
         "upgrade",
@@ -128,9 +119,9 @@ def fleet(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
     )
     fleet = Fleet(config, directory, env, ports, [None] * REPLICAS)
     fleet.public_key = (directory / "k.pub").read_text().strip()
-    token = _run_even(config, "dev-token", "--user", "alice")
+    token = run_even(config, "dev-token", "--user", "alice")
     fleet.user_headers = {"Authorization": f"Bearer {token}"}
-    auditor = _run_even(config, "dev-token", "--user", "audrey", "--groups", "audit")
+    auditor = run_even(config, "dev-token", "--user", "audrey", "--groups", "audit")
     fleet.auditor_headers = {"Authorization": f"Bearer {auditor}"}
     try:
         with ThreadPoolExecutor(REPLICAS) as pool:

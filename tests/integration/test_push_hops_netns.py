@@ -10,9 +10,7 @@ session. Time is the pool's injected clock, never a sleep.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +22,9 @@ from harness import sshd as sshd_harness
 from harness.netns import NetnsUnavailable
 from harness.proctree import _descendants, _end_processes
 from harness.sshd import SshdUnavailable
+from harness.waiting import eventually
 from tests.conftest import requires_real_component
-from tests.integration.push_lab import BASTION, TARGET, USER, PushLab, push_lab
+from tests.integration.push_lab import BASTION, TARGET, USER, PushLab, keygen, push_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns, pytest.mark.sshd]
 
@@ -84,15 +83,6 @@ def managed(lab: PushLab, host: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def wait_for(condition: object, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_warm_grants_and_revokes_share_one_hop_session(lab: PushLab) -> None:
     before = accepted(lab)
     for _ in range(3):
@@ -100,7 +90,7 @@ def test_warm_grants_and_revokes_share_one_hop_session(lab: PushLab) -> None:
         assert [f"even:{request_id}" in line for line in managed(lab, TARGET)] == [True]
         lab.revoke(request_id)  # through the same kept session
         assert managed(lab, TARGET) == [] and managed(lab, BASTION) == []
-    assert wait_for(lambda: accepted(lab) == before + 1), lab.sshds[TARGET].log_text()[-2000:]
+    assert eventually(lambda: accepted(lab) == before + 1), lab.sshds[TARGET].log_text()[-2000:]
     assert lab.pusher._hops.kept() == 1
 
 
@@ -127,7 +117,7 @@ def test_a_dead_hop_session_is_replaced_and_the_push_succeeds(lab: PushLab) -> N
     assert any(f"even:{request_id}" in line for line in managed(lab, TARGET))
     lab.revoke(request_id)
     assert managed(lab, TARGET) == []
-    assert wait_for(lambda: accepted(lab) == before + 1)
+    assert eventually(lambda: accepted(lab) == before + 1)
 
 
 def test_a_pin_removed_from_known_hosts_is_not_bypassed_by_the_kept_hop(
@@ -136,9 +126,7 @@ def test_a_pin_removed_from_known_hosts_is_not_bypassed_by_the_kept_hop(
     lab.revoke(lab.grant())
     assert lab.pusher._hops.kept() == 1
     other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                   check=True, capture_output=True)  # fmt: skip
-    other_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    other_key = " ".join(keygen(other).split()[:2])
     pins = [line for line in lab.known_hosts.read_text().splitlines() if line]
     repinned = [f"{TARGET} {other_key}" if p.startswith(TARGET) else p for p in pins]
     lab.known_hosts.write_text("".join(f"{line}\n" for line in repinned))
@@ -156,9 +144,9 @@ def test_the_idle_expiry_closes_the_hop_session(lab: PushLab, clock: Clock) -> N
     clock.offset += lab.pusher._hops.idle_seconds
     lab.pusher._hops.reap()  # what the reaper thread does when the time comes
     assert lab.pusher._hops.kept() == 0
-    assert wait_for(lambda: not sessions(lab)), "the target's sshd session process ended"
+    assert eventually(lambda: not sessions(lab)), "the target's sshd session process ended"
     lab.revoke(lab.grant())  # a new session
-    assert wait_for(lambda: accepted(lab) == before + 1)
+    assert eventually(lambda: accepted(lab) == before + 1)
 
 
 def test_closing_the_pusher_ends_every_session_and_the_reaper(lab: PushLab) -> None:
@@ -167,6 +155,6 @@ def test_closing_the_pusher_ends_every_session_and_the_reaper(lab: PushLab) -> N
     assert reaper is not None and reaper.is_alive()
     lab.pusher.close()
     assert not reaper.is_alive()
-    assert wait_for(lambda: not sessions(lab))
+    assert eventually(lambda: not sessions(lab))
     lab.revoke(lab.grant())  # the pusher reconnects on the next push, as before
-    assert os.path.exists(lab.known_hosts)
+    assert lab.pusher._hops.kept() == 1  # and keeps the new session
