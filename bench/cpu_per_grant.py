@@ -39,28 +39,10 @@ if not os.environ.get("PYTHONPATH"):
 
 import cProfile  # noqa: E402
 
-USER = "alice"
-BODY_TEMPLATE = (
-    b'{"hostname":"db-1.prod.even.test","reason":"bench INC-1 load",'
-    b'"public_key":"%s","lifetime_minutes":30}'
-)
-
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _keys(count: int) -> list[bytes]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    return [
-        Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        for _ in range(count)
-    ]
 
 
 async def _one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
@@ -125,30 +107,18 @@ async def _lifespan(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[Any]]:
 
 
 async def _main(args: argparse.Namespace, workdir: Path) -> None:
-    import yaml
+    import orjson
 
-    from bench.even_target import POLICY
+    from bench.even_target import USER, configure, request_body
+    from bench.load import public_keys
     from even.api.app import create_app
     from even.api.tuning import settle_heap, tune_interpreter
     from even.config import load_settings
-    from even.init import init_directory
     from even.logs import log_config
-    from even.store.db import make_engine
-    from even.store.schema import upgrade
 
-    config = init_directory(workdir / "even", dev_issuer=True, base_url="http://127.0.0.1:8080")
-    data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    data["rate_limits"] = {
-        "per_user_per_second": 1_000_000,
-        "burst": 1_000_000,
-        "failed_auth_per_ip_per_second": 1_000_000,
-    }
-    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    (config.parent / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    # As for `make bench`: `even init --dev-issuer`, its policy, no rate limits, `even db upgrade`.
+    config = configure(workdir / "even", 8080).config
     settings = load_settings(config)
-    engine = make_engine(settings.resolved_database_url, for_migrations=True)
-    upgrade(engine)
-    engine.dispose()
     # As `even serve` logs: one access line per request, to stderr (send it to a file).
     logging.config.dictConfig(log_config(settings.log_format, args.log_level))
     tune_interpreter()
@@ -160,8 +130,7 @@ async def _main(args: argparse.Namespace, workdir: Path) -> None:
         (b"authorization", b"Bearer " + token.encode()),
         (b"content-type", b"application/json"),
     ]
-    keys = _keys(args.grants)
-    bodies = [BODY_TEMPLATE % key for key in keys]
+    bodies = [orjson.dumps(request_body(key)) for key in public_keys(args.grants)]
     lifespan, inbox = await _lifespan(app)
     settle_heap()
     await _round(app, headers, bodies[: min(500, len(bodies))], args.concurrency)  # warm-up

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -59,7 +60,7 @@ def install() -> None:
 
 
 def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    if _is_coroutine_function(function):
+    if inspect.iscoroutinefunction(function):
 
         @functools.wraps(function)
         async def timed_async(*args: Any, **kwargs: Any) -> Any:
@@ -80,16 +81,6 @@ def _timed(label: str, function: Callable[..., Any]) -> Callable[..., Any]:
             _totals[label] += time.thread_time_ns() - started
 
     return timed
-
-
-def _is_coroutine_function(function: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(function)
-
-
-def reset() -> None:
-    _totals.clear()
 
 
 def report(grants: int, process_cpu_us_per_grant: float) -> str:

@@ -17,6 +17,7 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -86,6 +87,7 @@ def run(scenario: str, grants: int, concurrency: int, warmup: int) -> dict[str, 
         server.stop()
         if receiver is not None:
             receiver.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the database, keys and logs of this run
     return {
         "p50_ms": statistics.median(times) * 1000,
         "p99_ms": _percentile(times, 0.99) * 1000,

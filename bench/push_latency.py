@@ -1,7 +1,7 @@
 """Benchmark (not a test): time from a push-mode request to its 201, cold and warm.
 
-In the namespace lab of `bench.push_lab` (a bastion and a target with real sshd and the odd
-zipapp; Even in process with the real paramiko pusher and SQLite), times `POST
+In the namespace lab of `tests/integration/push_lab.py` (a bastion and a target with real
+sshd and the odd zipapp; Even in process with the real paramiko pusher and SQLite), times `POST
 /v1/access-requests {mode: push}` through the bastion to the target:
 - cold: Even's kept connections are dropped before each request (TCP + SSH handshake and
   authentication to the bastion, then a new hop session to the target);

@@ -1,7 +1,8 @@
 """Benchmark (not a test): where a warm push grant's time goes, phase by phase.
 
-Runs warm push grants in the lab of `bench.push_lab` (Even's bastion connection kept) with
-timers wrapped around Even's own steps and paramiko's, and prints the median and p90 of each:
+Runs warm push grants in the lab of `tests/integration/push_lab.py` (Even's bastion
+connection kept) with timers wrapped around Even's own steps and paramiko's, and prints the
+median and p90 of each:
 - the whole POST, the begin/commit unit of work (policy + `access.push_started`), the push
   (`PushRunner.grant`, both hosts in parallel) and the rest (`access.granted` + the answer);
 - per host: the whole `Pusher.run`; for the target also the hop's phases (direct-tcpip open,
