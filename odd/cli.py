@@ -46,9 +46,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _terminal_columns() -> int:
     try:
-        return int(os.environ["COLUMNS"])
+        columns = int(os.environ["COLUMNS"])
     except (KeyError, ValueError):
-        pass
+        columns = 0
+    if columns > 0:  # as shutil: 0 or less is no answer, and the terminal is asked
+        return columns
     stdout = sys.__stdout__
     try:
         return (stdout is not None and os.get_terminal_size(stdout.fileno()).columns) or 80
@@ -71,11 +73,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"configuration file (default: ${CONFIG_ENV_VAR} or {DEFAULT_CONFIG_PATH})",
     )
-    if command == "grant-ssh-access":
-        _add_grant_ssh_access(commands, config)
-        return parser
-    if command == "principals":
-        _add_principals(commands, config)
+    only = {"grant-ssh-access": _add_grant_ssh_access, "principals": _add_principals}.get(
+        command or ""
+    )
+    if only is not None:
+        only(commands, config)
         return parser
     _add_principals(commands, config)
     _add_sshd_config(commands, config)

@@ -48,10 +48,9 @@ from pathlib import Path
 from odd import __version__
 from odd.errors import BadResponse, EvenUnavailable, SyncError, UsageError
 from odd.krl_file import KrlSummary, check_krl, empty_krl
+from odd.paths import CA_FILE, KRL_FILE
 from odd.sshkey import InvalidKey, PublicKey, parse_public_key
 
-DEFAULT_CA_FILE = Path("/etc/ssh/even_user_ca.pub")
-DEFAULT_KRL_FILE = Path("/etc/ssh/even_revoked.krl")
 HTTP_TIMEOUT = 10.0
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 86_400.0
 MAX_CA_BYTES = 64 * 1024  # dozens of keys; more is not a CA list
@@ -63,8 +62,8 @@ _ETAG_RE = re.compile(r'(?:W/)?"[\x21\x23-\x7e]{0,200}"')
 @dataclass
 class SyncSettings:
     even_url: str
-    ca_file: Path = DEFAULT_CA_FILE
-    krl_file: Path = DEFAULT_KRL_FILE
+    ca_file: Path = CA_FILE
+    krl_file: Path = KRL_FILE
     cacert: Path | None = None
     timeout: float = HTTP_TIMEOUT
 

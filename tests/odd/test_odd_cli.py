@@ -1,11 +1,13 @@
 """The `odd` command line: output, exit codes (0 ok, 1 host failure, 2 usage), error format."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from odd import cli as odd_cli
 from odd.cli import main
 
 
@@ -173,3 +175,14 @@ def test_the_commands_sshd_runs_parse_and_explain_themselves_as_with_every_parse
         assert exited.value.code == 2
         errors.append(capsys.readouterr().err)
     assert errors[0] == errors[1] and "unrecognized arguments: --no-such-option" in errors[0]
+
+
+@pytest.mark.parametrize("columns", ["100", "0", "-3", "abc", None])
+def test_help_width_is_found_as_shutil_finds_it(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert odd_cli._terminal_columns() == shutil.get_terminal_size().columns
