@@ -45,6 +45,7 @@ DEFAULTS: dict[str, str] = {
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DIGITS = "0123456789"
 _ALNUM = frozenset(_LETTERS + _DIGITS)
+_HOST_CHARS = frozenset(_LETTERS + _DIGITS + ".-")
 _PLAIN = frozenset(_LETTERS + _DIGITS + "-._~/:@+=%,?&")  # inside a plain scalar: no indicators
 _YAML_WORDS = frozenset(("yes", "no", "true", "false", "on", "off", "null", "y", "n"))
 _SCHEME = frozenset(_LETTERS + _DIGITS + "+-.")
@@ -74,9 +75,9 @@ def settings(env: Mapping[str, str], config_file: str) -> tuple[str | None, str 
         if value:
             values[key] = value
             explicit.add(key)
-    for key in explicit:
+    for key in explicit - {"ssh_config"}:  # ssh_config is checked as a file below
         value = values[key]
-        if key != "ssh_config" and (value is None or not _valid(key, value)):
+        if value is None or not _valid(key, value):
             return None
     ssh_config = values["ssh_config"]
     if ssh_config is not None:
@@ -134,12 +135,11 @@ def _visible(value: str) -> bool:
 
 def _bastion(value: str) -> bool:
     """piu.models.BASTION_RE: a host name of ASCII letters, digits, dots and hyphens."""
-    inner = frozenset(_LETTERS + _DIGITS + ".-")
     return (
         1 <= len(value) <= 253
         and value[0] in _ALNUM
         and value[-1] in _ALNUM
-        and all(c in inner for c in value)
+        and all(c in _HOST_CHARS for c in value)
     )
 
 

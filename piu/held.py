@@ -26,7 +26,10 @@ from piu import fastconfig, sshwire
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs milliseconds
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
 REUSE_MARGIN = 60  # seconds; a certificate about to expire would end the session soon after
 KEY_COMMENT = "piu"
@@ -174,7 +177,7 @@ def _argv(identity: str, grant: dict[str, object], ssh_config: str | None) -> li
     jump = grant["bastion"] is not None and grant["bastion_certificate_file"] is not None
     if jump:
         paths.append(grant["bastion_certificate_file"])
-    if not all(isinstance(p, str) and _clean(p) and _passable(p) for p in paths):
+    if not all(isinstance(p, str) and _clean(p) and passable_to_ssh(p) for p in paths):
         return None
     argv = [SSH, *config, *_identity(identity, str(grant["certificate_file"]))]
     if jump:
@@ -189,8 +192,9 @@ def _identity(identity: str, certificate: str) -> list[str]:
     return ["-i", identity, "-o", f"CertificateFile={quoted}", "-o", "IdentitiesOnly=yes"]
 
 
-def _passable(path: str) -> bool:
-    """What piu.sshcmd passes to ssh: no %, quote or backslash, nothing unprintable."""
+def passable_to_ssh(path: str) -> bool:
+    """A path ssh takes as it is (piu.sshcmd passes no other): no %, quote or backslash,
+    nothing unprintable."""
     return path.isprintable() and not any(c in path for c in '%"\\')
 
 
@@ -261,36 +265,33 @@ class _Json:
         return self._integer()
 
     def _object(self) -> dict[str, object]:
-        result: dict[str, object] = {}
-        self.at += 1
-        self._space()
-        if self.text[self.at] == "}":
-            self.at += 1
-            return result
-        while True:
-            self._space()
-            if self.text[self.at] != '"':
-                raise _Unsure
-            key = self._string()
-            self._space()
-            self._expect(":")
-            result[key] = self._value()  # a repeated key: the last one wins, as in json
-            self._space()
-            if self._expect(",}") == "}":
-                return result
+        return dict(self._items("}", self._member))  # a repeated key: the last wins, as in json
 
     def _array(self) -> list[object]:
-        result: list[object] = []
+        return self._items("]", self._value)
+
+    def _items(self, close: str, item: Callable[[], _T]) -> list[_T]:
+        """An object's members or an array's values, from its opening bracket to `close`."""
+        found: list[_T] = []
         self.at += 1
         self._space()
-        if self.text[self.at] == "]":
+        if self.text[self.at] == close:
             self.at += 1
-            return result
+            return found
         while True:
-            result.append(self._value())
+            found.append(item())
             self._space()
-            if self._expect(",]") == "]":
-                return result
+            if self._expect("," + close) == close:
+                return found
+
+    def _member(self) -> tuple[str, object]:
+        self._space()
+        if self.text[self.at] != '"':
+            raise _Unsure
+        key = self._string()
+        self._space()
+        self._expect(":")
+        return key, self._value()
 
     def _string(self) -> str:
         end = self.text.index('"', self.at + 1)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from piu.errors import LocalFileError, UsageProblem
+from piu.held import passable_to_ssh
 
 SSH = "ssh"
 
@@ -82,7 +83,7 @@ def _identity_options(identity: Path, certificate: Path | None) -> list[str]:
 
 def _checked(path: Path) -> str:
     text = str(path)
-    if any(c in text for c in '%"\\') or not text.isprintable():
+    if not passable_to_ssh(text):
         raise LocalFileError(
             f"cannot pass {path!r} to ssh: the path contains %, a quote or a backslash",
             hint="set HOME to a directory without those characters",
