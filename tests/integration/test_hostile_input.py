@@ -15,8 +15,8 @@ import pytest
 
 from harness.even_server import EvenServer, run_even, start_even
 from harness.ports import free_port
-from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
-from tests.conftest import make_live_even_dir, requires_real_component
+from harness.postgres import PostgresCluster
+from tests.conftest import make_live_even_dir
 
 DEPTHS = (9, 500, 700, 950, 5000)
 
@@ -34,18 +34,6 @@ class Live:
         return self.server.url
 
 
-@pytest.fixture(scope="module")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
 def start_backend(
     backend: str, directory: Path, request: pytest.FixtureRequest
 ) -> tuple[EvenServer, Path]:
@@ -54,7 +42,7 @@ def start_backend(
     config = make_live_even_dir(directory / "even", port, generous_limits=True)
     env: dict[str, str] = {}
     if backend == "postgres":
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
         database = cluster.create_database(f"even_{directory.name[-12:].replace('-', '_')}")
         env = {"EVEN_DATABASE_URL": database.app_url}
         run_even(

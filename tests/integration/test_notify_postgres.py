@@ -25,25 +25,12 @@ from even.service.notify_deliverer import Deliverer, DelivererThread, delivery_c
 from even.store import outbox_tables as outbox
 from even.store.db import make_engine, read_only, transaction
 from even.store.schema import upgrade
-from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
-from tests.conftest import requires_real_component
+from harness.postgres import PostgresCluster
 from tests.even.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 SECRET = base64.b64encode(os.urandom(32)).decode()
 ROWS = 40
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

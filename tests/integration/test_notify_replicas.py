@@ -8,7 +8,6 @@ the exported line of its record.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import pytest
 
 from harness.even_server import EvenServer, start_even
 from harness.ports import free_port
-from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
+from harness.postgres import PostgresCluster
 from harness.waiting import wait_for
-from tests.conftest import make_even_dir, requires_real_component
+from tests.conftest import make_even_dir
 from tests.even.notify_setup import new_secret, subscribe
 from tests.even.webhook_receiver import Receiver
 from tests.integration.notify_serve import bearer, export_lines, grant, run_even, user_key
@@ -37,18 +36,6 @@ def delivered(url: str, headers: dict[str, str]) -> int:
     )  # fmt: skip
     assert answer.status_code == 200, answer.text
     return len(answer.json()["items"])
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def test_two_replicas_deliver_each_notification_once(

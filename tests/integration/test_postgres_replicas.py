@@ -28,7 +28,7 @@ from audit.checkpoint import load_public_keys, parse_receipt
 from audit.verify import Valid, verify_jsonl
 from harness.even_server import EvenServer, EvenStartError, run_even, start_even
 from harness.ports import free_port
-from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
+from harness.postgres import PostgresCluster
 from tests.conftest import make_live_even_dir, requires_real_component
 
 pytestmark = [pytest.mark.postgres]
@@ -36,18 +36,6 @@ pytestmark = [pytest.mark.postgres]
 REPLICAS = 3
 GRANTS = 300
 GRANT_PATH = "/v1/access-requests"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @dataclass

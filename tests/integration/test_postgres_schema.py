@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,24 +50,12 @@ from even.store.schema import (
     upgrade,
 )
 from harness.even_server import even_command
-from harness.postgres import PostgresCluster, PostgresDatabase, PostgresUnavailable, start_postgres
-from tests.conftest import make_even_dir, requires_real_component
+from harness.postgres import PostgresCluster, PostgresDatabase
+from tests.conftest import make_even_dir
 
 pytestmark = [pytest.mark.postgres]
 
 APPEND_ONLY = ("audit_records", "audit_checkpoints")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def _drift(engine: Engine) -> list[object]:
