@@ -14,6 +14,7 @@ from even.config import Settings, load_settings
 from even.init import init_directory
 from even.store.db import make_engine
 from even.store.schema import upgrade
+from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
 
 TEST_POLICY = r"""
 defaults:
@@ -112,3 +113,16 @@ def settings(even_config: Path) -> Settings:
 @pytest.fixture
 def clock() -> Iterator[FixedClock]:
     yield FixedClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the module's tests (`initdb` on a free port)."""
+    try:
+        cluster = start_postgres()
+    except PostgresUnavailable as exc:
+        requires_real_component(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.close()

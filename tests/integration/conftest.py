@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oidc_provider import IdpUnavailable, OidcProvider, start_oidc_provider
 
-from harness.postgres import PostgresCluster, PostgresUnavailable, start_postgres
 from tests.conftest import requires_real_component
 
 
@@ -52,16 +51,3 @@ def real_sshd_available() -> None:
         requires_real_component("a real sshd test needs root (it starts sshd and adds a user)")
     if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh") is None:
         requires_real_component("OpenSSH server/client not installed (run `make system-deps`)")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    """A throwaway PostgreSQL cluster for the module's tests (`initdb` on a free port)."""
-    try:
-        cluster = start_postgres()
-    except PostgresUnavailable as exc:
-        requires_real_component(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()

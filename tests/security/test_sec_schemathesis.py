@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.even_server import even_command
-from tests.integration.test_hostile_input import postgres_cluster, start_backend
-
-__all__ = ["postgres_cluster"]  # the fixture start_backend asks for on PostgreSQL
+from tests.integration.test_hostile_input import start_backend
 
 pytestmark = [pytest.mark.even_server]
 
